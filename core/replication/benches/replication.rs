@@ -1,0 +1,430 @@
+//! `cargo bench -p homeward-replication`: the data path's figures, each printed as a ratio
+//! against a baseline measured in the same run on the same machine.
+//!
+//! `HOMEWARD_BENCH_SIZE` sets the image size (bytes, or with a K/M/G suffix; default 4G);
+//! `HOMEWARD_BENCH_DIR` where the images go (default: the system temp dir). Cold runs evict
+//! the images from the page cache with `posix_fadvise(DONTNEED)`, which needs no root.
+
+use std::{
+    collections::BTreeMap,
+    os::{fd::AsRawFd, unix::fs::FileExt},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use homeward_replication::{
+    compress::Codec,
+    copy::copy_allocated,
+    cycle::{DiskChanges, MasterTarget, send_cycle},
+    extent::Extent,
+    journal::{Consistency, Journal, JournalConfig, RecoveryPoint},
+    resync::{ResyncOptions, resync},
+    transport::{FileTransport, Transport},
+    wire::{MasterTargetConfig, MasterTargetServer, ProcessServerSession, SessionOptions},
+};
+
+const BLOCK: u64 = 64 << 10;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn parse_size(s: &str) -> u64 {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().expect("HOMEWARD_BENCH_SIZE is a number") * mult
+}
+
+/// Text-like and random material to cut blocks from.
+struct Material {
+    text: Vec<u8>,
+    random: Vec<u8>,
+}
+
+impl Material {
+    fn new(rng: &mut Rng) -> Self {
+        let words = [
+            "the", "disk", "replica", "journal", "block", "failback", "azure", "vmware", "snapshot", "point", "error", "INFO",
+            "2026-11-21T10:00:00Z", "user=admin", "GET /index.html", "200", "{\"id\": 42,", "select * from", "kernel:",
+        ];
+        let mut text = Vec::with_capacity(4 << 20);
+        while text.len() < 4 << 20 {
+            text.extend_from_slice(words[rng.below(words.len() as u64) as usize].as_bytes());
+            text.push(if rng.below(9) == 0 { b'\n' } else { b' ' });
+            if rng.below(5) == 0 {
+                text.extend_from_slice(format!("{} ", rng.below(1_000_000)).as_bytes());
+            }
+        }
+        let random = (0..(4 << 20) / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
+        Self { text, random }
+    }
+
+    /// A block-sized piece: 60% text-like, 40% random.
+    fn block(&self, rng: &mut Rng, len: usize) -> &[u8] {
+        let src = if rng.below(10) < 6 { &self.text } else { &self.random };
+        let at = rng.below((src.len() - len) as u64) as usize;
+        &src[at..at + len]
+    }
+}
+
+/// A VM-like sparse image: runs of 1-64 blocks that are holes (45%), allocated zeros
+/// (5%), or text-like/random data (50%).
+fn make_image(path: &Path, size: u64, rng: &mut Rng, material: &Material) {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    let blocks = size / BLOCK;
+    let mut b = 0;
+    while b < blocks {
+        let run = (1 + rng.below(64)).min(blocks - b);
+        let kind = rng.below(100);
+        for i in 0..run {
+            let offset = (b + i) * BLOCK;
+            match kind {
+                0..45 => {}
+                45..50 => f.write_all_at(&vec![0u8; BLOCK as usize], offset).unwrap(),
+                _ => f.write_all_at(material.block(rng, BLOCK as usize), offset).unwrap(),
+            }
+        }
+        b += run;
+    }
+    f.sync_all().unwrap();
+}
+
+/// Overwrites `fraction` of the image's blocks with new data; returns their extents.
+fn change_blocks(path: &Path, size: u64, fraction: f64, rng: &mut Rng, material: &Material) -> Vec<Extent> {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let blocks = size / BLOCK;
+    let mut chosen: Vec<u64> = (0..(blocks as f64 * fraction) as u64).map(|_| rng.below(blocks)).collect();
+    chosen.sort_unstable();
+    chosen.dedup();
+    for b in &chosen {
+        f.write_all_at(material.block(rng, BLOCK as usize), b * BLOCK).unwrap();
+    }
+    f.sync_all().unwrap();
+    chosen.into_iter().map(|b| Extent::new(b * BLOCK, BLOCK)).collect()
+}
+
+fn evict(paths: &[&Path]) {
+    for p in paths {
+        let f = std::fs::File::open(p).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: fadvise on a valid fd; only drops clean cached pages of this file.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+}
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn peak_rss_mib() -> f64 {
+    // SAFETY: as above.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    u.ru_maxrss as f64 / 1024.0
+}
+
+fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn report(name: &str, engine: Duration, baseline: Duration, baseline_name: &str, goal: &str) {
+    println!(
+        "{name:<44} engine {:>8.3}s  baseline {:>8.3}s ({baseline_name})  ratio {:>5.2}x  goal {goal}",
+        secs(engine),
+        secs(baseline),
+        secs(engine) / secs(baseline).max(1e-9)
+    );
+}
+
+fn sparse_copy(from: &Path, to: &Path) {
+    let ok = Command::new("cp").arg("--sparse=always").arg(from).arg(to).status().unwrap().success();
+    assert!(ok, "cp failed");
+    // Written back now, so no later flush pays for this copy's dirty pages.
+    std::fs::File::open(to).unwrap().sync_all().unwrap();
+}
+
+/// Baseline for a cycle: read only the changed blocks with many reads in flight, write
+/// them to a scratch image, one flush.
+async fn read_changed_and_write(src: &FileTransport, scratch: &FileTransport, changed: &[Extent]) -> Duration {
+    let start = Instant::now();
+    futures::stream::iter(changed.iter().copied())
+        .map(|e| async move {
+            let data = src.read_at(e.offset, e.len as usize).await?;
+            scratch.write_at(e.offset, data).await
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .unwrap();
+    scratch.flush().await.unwrap();
+    start.elapsed()
+}
+
+/// Baseline for a resync: `cat` both images to /dev/null side by side.
+fn cat_both(a: &Path, b: &Path) -> Duration {
+    let start = Instant::now();
+    let spawn = |p: &Path| Command::new("sh").arg("-c").arg(format!("cat '{}' > /dev/null", p.display())).spawn().unwrap();
+    let (mut x, mut y) = (spawn(a), spawn(b));
+    assert!(x.wait().unwrap().success() && y.wait().unwrap().success());
+    start.elapsed()
+}
+
+fn compression_figures(src: &Path, size: u64, rng: &mut Rng) {
+    let f = std::fs::File::open(src).unwrap();
+    let mut samples = Vec::new();
+    while samples.len() < 512 {
+        let mut buf = vec![0u8; BLOCK as usize];
+        f.read_exact_at(&mut buf, rng.below(size / BLOCK) * BLOCK).unwrap();
+        if buf.iter().any(|b| *b != 0) {
+            samples.push(buf);
+        }
+    }
+    let raw: usize = samples.iter().map(Vec::len).sum();
+    let start = Instant::now();
+    let mut x = 0u8;
+    for _ in 0..8 {
+        for s in &samples {
+            x ^= blake3::hash(s).as_bytes()[0];
+        }
+    }
+    println!("blake3 of 64 KiB blocks: {:.0} MiB/s per core (checksum byte {x})", 8.0 * raw as f64 / (1 << 20) as f64 / secs(start.elapsed()));
+    for (name, codec) in [("zstd-1", Codec::Zstd(1)), ("zstd-3", Codec::Zstd(3)), ("lz4", Codec::Lz4)] {
+        let start = Instant::now();
+        let packed: usize = samples.iter().map(|s| codec.compress(s).1.len()).sum();
+        let t = start.elapsed();
+        println!(
+            "compression {name:<8} ratio {:>5.2}  {:>7.0} MiB/s per core",
+            raw as f64 / packed as f64,
+            raw as f64 / (1 << 20) as f64 / secs(t)
+        );
+    }
+}
+
+async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, material: &Material) {
+    let src_path = dir.join("src.img");
+    let replica_path = dir.join("replica.img");
+    let changed = change_blocks(&src_path, size, fraction, rng, material);
+    let changed_bytes: u64 = changed.iter().map(|e| e.len).sum();
+    let src = Arc::new(FileTransport::open(&src_path, false).unwrap());
+    let scratch = FileTransport::create(dir.join("scratch.img"), size).unwrap();
+    let baseline = read_changed_and_write(&src, &scratch, &changed).await;
+    drop(scratch);
+    std::fs::remove_file(dir.join("scratch.img")).unwrap();
+
+    // In process (the default single-machine setup): journal undo + redo, commit, apply.
+    let journal_dir = dir.join(format!("journal-{fraction}"));
+    let replica: Arc<dyn Transport> = Arc::new(FileTransport::open(&replica_path, true).unwrap());
+    let replicas = BTreeMap::from([(0u32, replica.clone())]);
+    let base = RecoveryPoint { seq: 0, time_ms: 0, consistency: Consistency::Crash };
+    let mut mt = MasterTarget::new(Journal::create(&journal_dir, JournalConfig::default(), base).unwrap(), replicas);
+    let disks = [DiskChanges { disk: 0, source: src.clone(), changed: changed.clone() }];
+    let start = Instant::now();
+    let r = send_cycle(&mut mt, 1, &disks, 1, Consistency::Crash, Codec::None, None).await.unwrap();
+    let engine = start.elapsed();
+    assert_eq!(r.bytes_changed, changed_bytes);
+    report(&format!("cycle {:.0}% in process (journal+apply)", fraction * 100.0), engine, baseline, "read changed + write + 1 flush", "<= 1.5x");
+    drop(mt);
+    std::fs::remove_dir_all(&journal_dir).unwrap();
+
+    // The same cycle again over TCP loopback, zstd-1 on the wire, into a fresh replica copy.
+    let replica2 = dir.join("replica2.img");
+    sparse_copy(&replica_path, &replica2);
+    // Undo the in-process cycle on replica2 is unnecessary: the cycle rewrites the same
+    // blocks with the same bytes; only the cost is measured here.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = MasterTargetConfig {
+        journal_dir: dir.join("journal-tcp"),
+        replicas: BTreeMap::from([(0u32, replica2.clone())]),
+        journal: JournalConfig::default(),
+        fault: None,
+    };
+    let server = tokio::spawn(async move {
+        let _ = MasterTargetServer::new(config).serve(listener).await;
+    });
+    let mut session = ProcessServerSession::connect(&addr, "bench", &[(0, size)], SessionOptions::default()).await.unwrap();
+    let start = Instant::now();
+    let r = session.cycle(&disks, 1, Consistency::Crash, None).await.unwrap();
+    let engine = start.elapsed();
+    session.close().await.unwrap();
+    server.abort();
+    report(&format!("cycle {:.0}% over TCP, zstd-1", fraction * 100.0), engine, baseline, "read changed + write + 1 flush", "<= 1.5x");
+    println!(
+        "wire {:.0}%: {} changed bytes, {} sent ({:.2}x smaller)  goal: sent <= changed",
+        fraction * 100.0,
+        r.bytes_changed,
+        r.bytes_sent,
+        r.bytes_changed as f64 / r.bytes_sent.max(1) as f64
+    );
+    std::fs::remove_file(&replica2).unwrap();
+    std::fs::remove_dir_all(dir.join("journal-tcp")).unwrap();
+}
+
+async fn resync_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, material: &Material) {
+    let src_path = dir.join("src.img");
+    let dst_path = dir.join("resync-target.img");
+    sparse_copy(&src_path, &dst_path);
+    // The source drifts without change tracking: only hashing finds what differs.
+    change_blocks(&src_path, size, fraction, rng, material);
+    let src = FileTransport::open(&src_path, false).unwrap();
+    let hashed = allocated_bytes(&src_path) + allocated_bytes(&dst_path);
+    for cold in [true, false] {
+        let target = dir.join("resync-run.img");
+        sparse_copy(&dst_path, &target);
+        let dst = FileTransport::open(&target, true).unwrap();
+        if cold {
+            evict(&[&src_path, &target]);
+        } else {
+            cat_both(&src_path, &target);
+        }
+        let baseline = cat_both(&src_path, &target);
+        if cold {
+            evict(&[&src_path, &target]);
+        }
+        let cpu0 = cpu_seconds();
+        let start = Instant::now();
+        let r = resync(&src, &dst, ResyncOptions::default(), None).await.unwrap();
+        let engine = start.elapsed();
+        let cpu = cpu_seconds() - cpu0;
+        report(
+            &format!("hash resync {:.0}% {}", fraction * 100.0, if cold { "cold" } else { "warm" }),
+            engine,
+            baseline,
+            "cat both images side by side",
+            "<= 1.1x",
+        );
+        if !cold {
+            println!(
+                "cpu {:.0}%: {:.2} CPU-s for {:.2} GiB hashed = {:.2} CPU-s per 4 GiB hashed  goal <= 1.5; {} blocks sent",
+                fraction * 100.0,
+                cpu,
+                hashed as f64 / (1u64 << 30) as f64,
+                cpu / (hashed as f64 / (4u64 << 30) as f64),
+                r.blocks_sent
+            );
+        }
+        drop(dst);
+        std::fs::remove_file(&target).unwrap();
+    }
+    std::fs::remove_file(&dst_path).unwrap();
+}
+
+async fn full_copy_figure(dir: &Path, size: u64) {
+    let src_path = dir.join("src.img");
+    let qemu_target = dir.join("qemu.img");
+    FileTransport::create(&qemu_target, size).unwrap();
+    let start = Instant::now();
+    let ok = Command::new("qemu-img")
+        .args(["convert", "-n", "-f", "raw", "-O", "raw"])
+        .arg(&src_path)
+        .arg(&qemu_target)
+        .status();
+    let baseline = start.elapsed();
+    let have_qemu = ok.map(|s| s.success()).unwrap_or(false);
+    std::fs::remove_file(&qemu_target).unwrap();
+    let target_path = dir.join("copy.img");
+    let target = FileTransport::create(&target_path, size).unwrap();
+    let src = FileTransport::open(&src_path, false).unwrap();
+    let start = Instant::now();
+    let r = copy_allocated(&src, &target, None).await.unwrap();
+    let engine = start.elapsed();
+    if have_qemu {
+        report("full copy of the sparse image (warm)", engine, baseline, "qemu-img convert -n", "<= 1.0x");
+    } else {
+        println!("full copy: engine {:.3}s (qemu-img not available for the baseline)", secs(engine));
+    }
+    println!(
+        "full copy: source allocates {} MiB, target {} MiB, wrote {} MiB  goal: holes never written",
+        allocated_bytes(&src_path) >> 20,
+        allocated_bytes(&target_path) >> 20,
+        r.bytes_written >> 20
+    );
+    drop(target);
+    std::fs::remove_file(&target_path).unwrap();
+}
+
+async fn big_sparse_memory(dir: &Path, size: u64, rng: &mut Rng, material: &Material) {
+    // 16x the image size, with about as much data as a 1/16 slice of it.
+    let big = size * 16;
+    let src_path = dir.join("big-src.img");
+    let f = std::fs::File::create(&src_path).unwrap();
+    f.set_len(big).unwrap();
+    for _ in 0..(size / BLOCK / 32) {
+        f.write_all_at(material.block(rng, BLOCK as usize), rng.below(big / BLOCK) * BLOCK).unwrap();
+    }
+    f.sync_all().unwrap();
+    let dst_path = dir.join("big-dst.img");
+    let dst = FileTransport::create(&dst_path, big).unwrap();
+    let src = FileTransport::open(&src_path, false).unwrap();
+    let start = Instant::now();
+    let r = resync(&src, &dst, ResyncOptions::default(), None).await.unwrap();
+    println!(
+        "memory: {} GiB sparse disk resynced in {:.2}s ({} blocks sent); peak RSS so far {:.0} MiB  goal <= 256 MiB",
+        big >> 30,
+        secs(start.elapsed()),
+        r.blocks_sent,
+        peak_rss_mib()
+    );
+    drop(dst);
+    std::fs::remove_file(&src_path).unwrap();
+    std::fs::remove_file(&dst_path).unwrap();
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is accepted.
+    let size = std::env::var("HOMEWARD_BENCH_SIZE").map(|s| parse_size(&s)).unwrap_or(4 << 30) / BLOCK * BLOCK;
+    let parent: PathBuf = std::env::var("HOMEWARD_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+    let dir = tempfile::tempdir_in(parent).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let material = Material::new(&mut rng);
+    println!("homeward-replication bench: {} MiB VM-like sparse image in {}", size >> 20, dir.path().display());
+    let src_path = dir.path().join("src.img");
+    let start = Instant::now();
+    make_image(&src_path, size, &mut rng, &material);
+    println!("image: {} MiB allocated, generated in {:.1}s", allocated_bytes(&src_path) >> 20, secs(start.elapsed()));
+    compression_figures(&src_path, size, &mut rng);
+    runtime.block_on(async {
+        full_copy_figure(dir.path(), size).await;
+        sparse_copy(&src_path, &dir.path().join("replica.img"));
+        for fraction in [0.01, 0.10] {
+            cycle_figures(dir.path(), size, fraction, &mut rng, &material).await;
+            // Bring the replica level with the source for the next round.
+            sparse_copy(&src_path, &dir.path().join("replica.img"));
+        }
+        for fraction in [0.01, 0.10] {
+            resync_figures(dir.path(), size, fraction, &mut rng, &material).await;
+        }
+        println!("memory: peak RSS after the {} MiB runs {:.0} MiB  goal <= 256 MiB", size >> 20, peak_rss_mib());
+        big_sparse_memory(dir.path(), size, &mut rng, &material).await;
+    });
+    let _ = Bytes::new();
+}

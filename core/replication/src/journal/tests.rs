@@ -1,0 +1,346 @@
+use std::{collections::BTreeMap, sync::Arc};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::{
+    cycle::{CycleSink, MasterTarget, WireBlock},
+    transport::MemoryTransport,
+};
+
+const DISK: u64 = 64 << 10;
+
+fn base() -> RecoveryPoint {
+    RecoveryPoint { seq: 0, time_ms: 1_000, consistency: Consistency::Crash }
+}
+
+fn disks(n: u32) -> (Vec<MemoryTransport>, DiskSet) {
+    let mem: Vec<_> = (0..n).map(|i| MemoryTransport::new(format!("r{i}"), DISK)).collect();
+    let set = mem.iter().enumerate().map(|(i, m)| (i as u32, Arc::new(m.clone()) as Arc<dyn Transport>)).collect();
+    (mem, set)
+}
+
+fn block(disk: u32, offset: u64, data: &[u8]) -> WireBlock {
+    WireBlock {
+        disk,
+        offset,
+        len: data.len() as u32,
+        codec: 0,
+        zero: data.iter().all(|b| *b == 0),
+        payload: if data.iter().all(|b| *b == 0) { Bytes::new() } else { Bytes::copy_from_slice(data) },
+    }
+}
+
+async fn cycle(mt: &mut MasterTarget, time_ms: u64, writes: &[(u32, u64, Vec<u8>)]) -> RecoveryPoint {
+    let seq = mt.next_cycle();
+    mt.begin(seq, time_ms, Consistency::Crash).await.unwrap();
+    for (d, o, data) in writes {
+        mt.block(block(*d, *o, data)).await.unwrap();
+    }
+    mt.end().await.unwrap()
+}
+
+async fn materialised(journal: &mut Journal, replicas: &DiskSet, point: u64) -> Vec<Vec<u8>> {
+    let (mem, targets) = disks(replicas.len() as u32);
+    journal.materialise(point, replicas, &targets).await.unwrap();
+    mem.iter().map(MemoryTransport::contents).collect()
+}
+
+fn contents(mem: &[MemoryTransport]) -> Vec<Vec<u8>> {
+    mem.iter().map(MemoryTransport::contents).collect()
+}
+
+#[tokio::test]
+async fn every_point_materialises_and_the_replica_holds_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(2);
+    let journal = Journal::create(dir.path(), JournalConfig::default(), base()).unwrap();
+    let mut mt = MasterTarget::new(journal, replicas.clone());
+    let mut expected = BTreeMap::new();
+    expected.insert(0, contents(&mem));
+    let p1 = cycle(&mut mt, 2_000, &[(0, 0, vec![1; 4096]), (1, 100, vec![2; 50])]).await;
+    expected.insert(p1.seq, contents(&mem));
+    let p2 = cycle(&mut mt, 3_000, &[(0, 2048, vec![3; 4096]), (1, 100, vec![0; 50])]).await;
+    expected.insert(p2.seq, contents(&mem));
+    assert_eq!(mem[0].contents()[2048..6144], vec![3; 4096][..]);
+    let points: Vec<u64> = mt.journal().points().iter().map(|p| p.seq).collect();
+    assert_eq!(points, vec![0, 1, 2]);
+    for (seq, want) in &expected {
+        let got = materialised(mt.journal_mut(), &replicas, *seq).await;
+        assert_eq!(&got, want, "point {seq}");
+    }
+    assert!(matches!(
+        materialised_err(mt.journal_mut(), &replicas, 9).await,
+        JournalError::UnknownPoint(9)
+    ));
+}
+
+async fn materialised_err(journal: &mut Journal, replicas: &DiskSet, point: u64) -> JournalError {
+    let (_, targets) = disks(replicas.len() as u32);
+    journal.materialise(point, replicas, &targets).await.unwrap_err()
+}
+
+#[tokio::test]
+async fn reopen_finds_the_same_points_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(1);
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    cycle(&mut mt, 2_000, &[(0, 10, vec![5; 100])]).await;
+    let at1 = contents(&mem);
+    drop(mt);
+    let (journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert_eq!(report, OpenReport { tail_cut: None, discarded_cycle: None, pending: Pending::None });
+    let mut mt = MasterTarget::new(journal, replicas.clone());
+    assert_eq!(mt.next_cycle(), 2);
+    cycle(&mut mt, 3_000, &[(0, 0, vec![6; 200])]).await;
+    assert_eq!(materialised(mt.journal_mut(), &replicas, 1).await, at1);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_reported_and_never_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(1);
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    cycle(&mut mt, 2_000, &[(0, 0, vec![1; 1000])]).await;
+    let before = contents(&mem);
+    drop(mt);
+    // A second cycle whose block record was half written when the machine died.
+    let (mut journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    journal.begin_cycle(3_000, Consistency::Crash).unwrap();
+    journal.append_block(0, 0, &[1; 3000], &[9; 3000]).unwrap();
+    drop(journal);
+    let seg = scan::segment_path(dir.path(), 0);
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let torn_at = tear_last_record(&seg);
+    assert!(torn_at < len);
+    let (journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    let cut = report.tail_cut.expect("tail reported");
+    assert_eq!((cut.segment.clone(), cut.offset), (seg.clone(), torn_at));
+    assert_eq!(report.discarded_cycle, Some(2));
+    assert_eq!(report.pending, Pending::None);
+    assert_eq!(journal.next_cycle(), 2);
+    assert_eq!(contents(&mem), before, "the torn cycle never reached the replica");
+    assert_eq!(journal.points().len(), 2);
+    journal.verify().unwrap();
+}
+
+/// Rewrites the segment as if the process died halfway through its last record: finds
+/// the last record and truncates in its middle. Returns that record's offset.
+fn tear_last_record(seg: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(seg).unwrap();
+    let mut at = 0usize;
+    let mut last = 0usize;
+    while at < bytes.len() {
+        let (_, _, len) = record::decode(&bytes[at..]).unwrap();
+        last = at;
+        at += len;
+    }
+    let mid = last + (at - last) / 2;
+    std::fs::OpenOptions::new().write(true).open(seg).unwrap().set_len(mid as u64).unwrap();
+    last as u64
+}
+
+#[tokio::test]
+async fn a_flipped_byte_inside_the_journal_is_reported_with_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, replicas) = disks(1);
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    cycle(&mut mt, 2_000, &[(0, 0, vec![1; 1000]), (0, 4096, vec![2; 1000])]).await;
+    cycle(&mut mt, 3_000, &[(0, 0, vec![3; 1000])]).await;
+    drop(mt);
+    let seg = scan::segment_path(dir.path(), 0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Find the second record of cycle 1 (its first block) and flip a byte in its data.
+    let mut at = 0usize;
+    let mut block_offset = None;
+    while at < bytes.len() {
+        let (rec, _, len) = record::decode(&bytes[at..]).unwrap();
+        if matches!(rec, Record::Block { cycle: 1, .. }) && block_offset.is_none() {
+            block_offset = Some(at);
+        }
+        at += len;
+    }
+    let victim = block_offset.unwrap();
+    bytes[victim + 200] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    match Journal::open(dir.path(), JournalConfig::default()).unwrap_err() {
+        JournalError::Corrupt { segment, offset, reason } => {
+            assert_eq!((segment, offset), (seg.clone(), victim as u64));
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(matches!(Journal::verify_dir(dir.path()), Err(JournalError::Corrupt { .. })));
+}
+
+#[tokio::test]
+async fn a_committed_but_unapplied_cycle_is_applied_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(1);
+    let mut journal = Journal::create(dir.path(), JournalConfig::default(), base()).unwrap();
+    journal.begin_cycle(2_000, Consistency::App).unwrap();
+    journal.append_block(0, 512, &[0; 10], &[7; 10]).unwrap();
+    journal.commit_cycle().unwrap();
+    drop(journal);
+    assert_eq!(mem[0].contents()[512], 0);
+    let (mut journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert_eq!(report.pending, Pending::Apply(1));
+    assert!(journal.begin_cycle(3_000, Consistency::Crash).is_err(), "new cycles wait for the resume");
+    journal.resume(&replicas).await.unwrap();
+    assert_eq!(mem[0].contents()[512..522], [7; 10]);
+    assert_eq!(journal.newest_point().unwrap(), RecoveryPoint { seq: 1, time_ms: 2_000, consistency: Consistency::App });
+}
+
+#[tokio::test]
+async fn pruning_keeps_points_inside_retention_exact_and_bounds_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(1);
+    let config = JournalConfig { segment_bytes: 8 << 10 };
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), config, base()).unwrap(), replicas.clone());
+    let mut expected = BTreeMap::new();
+    for i in 1..=30u64 {
+        let p = cycle(&mut mt, 1_000 + i * 1_000, &[(0, (i * 777) % (DISK - 3000), vec![i as u8; 3000])]).await;
+        expected.insert(p.seq, (p.time_ms, contents(&mem)));
+    }
+    let size_before = mt.journal().size_bytes();
+    let now = 31_000;
+    let report = mt.journal_mut().prune(10_000, now).unwrap();
+    assert!(!report.segments_removed.is_empty());
+    assert!(mt.journal().size_bytes() < size_before);
+    let points = mt.journal().points();
+    let oldest = points.first().unwrap().seq;
+    for (seq, (time, _)) in &expected {
+        if *time >= now - 10_000 {
+            assert!(points.iter().any(|p| p.seq == *seq), "point {seq} inside retention was pruned");
+        }
+    }
+    assert!(points.iter().all(|p| expected.contains_key(&p.seq)));
+    assert!(oldest > 0);
+    for p in &points {
+        assert_eq!(materialised(mt.journal_mut(), &replicas, p.seq).await, expected[&p.seq].1, "point {}", p.seq);
+    }
+    drop(mt);
+    let (mut journal, _) = Journal::open(dir.path(), config).unwrap();
+    assert_eq!(journal.points(), points, "the pruned journal reopens with the same points");
+    let p = points[1].seq;
+    assert_eq!(materialised(&mut journal, &replicas, p).await, expected[&p].1);
+}
+
+#[tokio::test]
+async fn rewinding_the_replica_rolls_back_and_drops_newer_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(2);
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    cycle(&mut mt, 2_000, &[(0, 0, vec![1; 100]), (1, 0, vec![1; 100])]).await;
+    let at1 = contents(&mem);
+    cycle(&mut mt, 3_000, &[(0, 50, vec![2; 100])]).await;
+    cycle(&mut mt, 4_000, &[(1, 70, vec![3; 100])]).await;
+    mt.journal_mut().rewind_replicas(1, &replicas).await.unwrap();
+    assert_eq!(contents(&mem), at1);
+    assert_eq!(mt.journal().points().iter().map(|p| p.seq).collect::<Vec<_>>(), vec![0, 1]);
+    let p4 = cycle(&mut mt, 5_000, &[(0, 0, vec![4; 10])]).await;
+    assert_eq!(p4.seq, 4, "sequence numbers are never reused");
+    let at4 = contents(&mem);
+    drop(mt);
+    let (mut journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert_eq!(report.pending, Pending::None);
+    assert_eq!(journal.points().iter().map(|p| p.seq).collect::<Vec<_>>(), vec![0, 1, 4]);
+    assert_eq!(materialised(&mut journal, &replicas, 1).await, at1);
+    assert_eq!(materialised(&mut journal, &replicas, 4).await, at4);
+}
+
+/// A disk whose writes start failing after a number of them, as when the master target
+/// dies in the middle of rolling a replica back.
+#[derive(Debug)]
+struct FailingDisk {
+    inner: MemoryTransport,
+    writes_left: std::sync::atomic::AtomicI64,
+}
+
+impl Transport for FailingDisk {
+    fn describe(&self) -> String {
+        "failing".into()
+    }
+    fn size(&self) -> crate::transport::TransportFuture<'_, u64> {
+        self.inner.size()
+    }
+    fn allocated_extents(&self) -> crate::transport::TransportFuture<'_, Vec<crate::extent::Extent>> {
+        self.inner.allocated_extents()
+    }
+    fn read_at(&self, offset: u64, len: usize) -> crate::transport::TransportFuture<'_, Bytes> {
+        self.inner.read_at(offset, len)
+    }
+    fn write_at(&self, offset: u64, data: Bytes) -> crate::transport::TransportFuture<'_, ()> {
+        if self.writes_left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0 {
+            return Box::pin(async {
+                Err(crate::error::TransportError::Io { op: "write", target: "failing".into(), source: std::io::Error::other("gone") })
+            });
+        }
+        self.inner.write_at(offset, data)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> crate::transport::TransportFuture<'_, ()> {
+        self.inner.write_zeroes(offset, len)
+    }
+    fn flush(&self) -> crate::transport::TransportFuture<'_, ()> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_rewind_is_finished_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(1);
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    cycle(&mut mt, 2_000, &[(0, 0, vec![1; 5000])]).await;
+    let at1 = contents(&mem);
+    for i in 0..4u64 {
+        cycle(&mut mt, 3_000 + i, &[(0, i * 3000, vec![2 + i as u8; 4000]), (0, 40_000 + i * 100, vec![9; 50])]).await;
+    }
+    drop(mt);
+    // The rewind dies after two of its eight undo writes.
+    let failing = FailingDisk { inner: mem[0].clone(), writes_left: 2.into() };
+    let broken: DiskSet = BTreeMap::from([(0u32, Arc::new(failing) as Arc<dyn Transport>)]);
+    let (mut journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert!(journal.rewind_replicas(1, &broken).await.is_err());
+    assert_ne!(contents(&mem), at1, "the rewind stopped halfway");
+    drop(journal);
+    let (mut journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert_eq!(report.pending, Pending::Rewind(1));
+    assert_eq!(journal.resume(&replicas).await.unwrap(), Pending::Rewind(1));
+    assert_eq!(contents(&mem), at1);
+    assert_eq!(journal.points().iter().map(|p| p.seq).collect::<Vec<_>>(), vec![0, 1]);
+    let (_, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert_eq!(report.pending, Pending::None);
+}
+
+#[tokio::test]
+async fn rewinding_to_the_base_across_segments_drops_every_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(2);
+    let config = JournalConfig { segment_bytes: 6 << 10 };
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), config, base()).unwrap(), replicas.clone());
+    let at0 = contents(&mem);
+    for i in 0..3u64 {
+        cycle(&mut mt, 2_000 + i, &[(0, 0, vec![0; 1])]).await;
+    }
+    cycle(&mut mt, 3_000, &[(0, 0, vec![7; 5941])]).await;
+    cycle(&mut mt, 4_000, &[(1, 13548, vec![150; 4220]), (1, 20264, vec![165; 4136])]).await;
+    mt.journal_mut().rewind_replicas(0, &replicas).await.unwrap();
+    assert_eq!(mt.journal().points().iter().map(|p| p.seq).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(contents(&mem), at0);
+}
+
+#[tokio::test]
+async fn sequence_numbers_continue_after_pruning_every_cycle_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, replicas) = disks(1);
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    for i in 0..3u64 {
+        cycle(&mut mt, 2_000 + i, &[(0, i * 10, vec![1; 10])]).await;
+    }
+    mt.journal_mut().prune(0, 10_000).unwrap();
+    assert_eq!(mt.journal().points().iter().map(|p| p.seq).collect::<Vec<_>>(), vec![3]);
+    drop(mt);
+    let (journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert_eq!(journal.next_cycle(), 4);
+}

@@ -1,0 +1,46 @@
+//! Homeward's data path: it moves disk blocks from a protected disk to its replica.
+//!
+//! - [`transport`]: reading and writing disks named by locators (datastore files with
+//!   `SEEK_DATA`/`SEEK_HOLE`, HTTP range as in vSphere `/folder`, Azure page blobs with
+//!   Put Page and Get Page Ranges). The trait is object safe so the plugin host can add the
+//!   served-by-adapter and native-plugin transports from outside.
+//! - [`journal`]: the retention journal: segments of CRC32C-checked records holding, for
+//!   every write of a cycle, the bytes it overwrote (undo) and the bytes it wrote (redo),
+//!   plus commit and applied marks that make recovery points. Torn tails are cut at open;
+//!   corruption elsewhere is reported with its segment and offset. Any retained point can
+//!   be materialised onto new disks or the replicas themselves; pruning drops whole
+//!   segments older than the retention.
+//! - [`copy`], [`hash`], [`resync`]: full copy of allocated extents, BLAKE3 block hashing
+//!   of both sides at once, hash-tree verification that repairs and reports differences
+//!   and fails if they persist.
+//! - [`cycle`]: change-tracked cycles (many reads in flight, compression, one recovery
+//!   point per consistency group), the master target that journals and applies them, and
+//!   the cycle schedule (app-consistent interval, measured RPO).
+//! - [`wire`]: the process-server / master-target protocol over TCP: length-prefixed,
+//!   checksummed frames, a versioned handshake that tells the sender where to resume, a
+//!   bounded window of unacknowledged blocks and an optional bandwidth limit. The
+//!   `homeward-replication-role` binary runs either role as its own process.
+//! - [`progress`]: bytes, blocks, rate and ETA on a watch channel.
+//!
+//! Why redo as well as undo: a cycle is journaled in full and synced before the replica
+//! is touched, so a master target killed while applying finishes the same cycle from its
+//! journal at restart instead of asking for it again, and the undo bytes, read from the
+//! replica before any of the cycle is applied, can never capture the cycle's own writes.
+//! The price is journal space (about twice the changed bytes per cycle, less for blocks
+//! that were or become zeros).
+
+#![warn(missing_docs)]
+
+pub mod compress;
+pub mod copy;
+pub mod cycle;
+pub mod error;
+pub mod extent;
+pub mod hash;
+pub mod journal;
+pub mod progress;
+pub mod resync;
+pub mod transport;
+pub mod wire;
+
+pub use error::{JournalError, ReplicationError, TransportError, WireError};

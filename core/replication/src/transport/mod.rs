@@ -1,0 +1,64 @@
+//! Disk transports: how the data path reads and writes a disk named by a locator.
+//!
+//! The trait is object safe (futures are boxed) so the plugin host can add the
+//! served-by-adapter and native-plugin transports from outside this crate.
+
+mod file;
+mod http_range;
+mod locator;
+mod memory;
+mod page_blob;
+
+use std::{fmt::Debug, future::Future, pin::Pin};
+
+use bytes::Bytes;
+
+pub use file::FileTransport;
+pub use http_range::HttpRangeTransport;
+pub use locator::{Locator, open_locator};
+pub use memory::MemoryTransport;
+pub use page_blob::{PAGE_SIZE, MAX_PUT_PAGE, PageBlobTransport};
+
+use crate::{error::TransportError, extent::Extent};
+
+/// The future every transport operation returns.
+pub type TransportFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, TransportError>> + Send + 'a>>;
+
+/// Random access to one disk.
+///
+/// Implementations must allow many operations in flight at once (`&self` everywhere): the
+/// engine keeps several reads outstanding to reach the disk's throughput.
+pub trait Transport: Send + Sync + Debug {
+    /// A name for logs and errors. It must not contain secrets (SAS tokens).
+    fn describe(&self) -> String;
+
+    /// The disk's size in bytes.
+    fn size(&self) -> TransportFuture<'_, u64>;
+
+    /// The ranges that may hold data, sorted and disjoint. Everything else reads as zeros
+    /// and is never read or sent. A transport that cannot tell returns the whole disk.
+    fn allocated_extents(&self) -> TransportFuture<'_, Vec<Extent>>;
+
+    /// Reads exactly `len` bytes at `offset`.
+    fn read_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes>;
+
+    /// Writes `data` at `offset`.
+    fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()>;
+
+    /// Makes `[offset, offset + len)` read as zeros, deallocating it where the backend can.
+    fn write_zeroes(&self, offset: u64, len: u64) -> TransportFuture<'_, ()>;
+
+    /// Makes every completed write durable.
+    fn flush(&self) -> TransportFuture<'_, ()>;
+}
+
+/// Checks that `[offset, offset+len)` lies inside a disk of `size` bytes.
+pub(crate) fn check_range(target: &str, offset: u64, len: u64, size: u64) -> Result<(), TransportError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(TransportError::Invalid {
+            target: target.to_string(),
+            message: format!("range {offset}+{len} is past the end of the {size}-byte disk"),
+        }),
+    }
+}

@@ -1,0 +1,220 @@
+//! The process-server / master-target protocol in one process over loopback: handshake
+//! refusal, damaged frames, aborted cycles, backpressure, and verification that never
+//! accepts a differing replica.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, atomic::{AtomicU32, Ordering}},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use homeward_replication::{
+    ReplicationError, TransportError, WireError,
+    cycle::DiskChanges,
+    extent::Extent,
+    journal::{Consistency, JournalConfig},
+    resync::{ResyncOptions, Verified, resync},
+    transport::{MemoryTransport, Transport, TransportFuture},
+    wire::{MasterTargetConfig, MasterTargetServer, Message, ProcessServerSession, SessionOptions, Welcome, read_frame, write_frame},
+};
+use tokio::{io::AsyncWriteExt, net::TcpListener};
+
+/// A master target serving on an ephemeral loopback port; stopped when dropped.
+struct Served {
+    addr: String,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(disks: u32) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MasterTargetConfig {
+        journal_dir: dir.path().join("journal"),
+        replicas: (0..disks).map(|i| (i, dir.path().join(format!("r{i}.img")))).collect(),
+        journal: JournalConfig::default(),
+        fault: None,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let _ = MasterTargetServer::new(config).serve(listener).await;
+    });
+    Served { addr, task, _dir: dir }
+}
+
+fn source(size: u64, seed: u8) -> Arc<dyn Transport> {
+    let m = MemoryTransport::new("src", size);
+    let data: Vec<u8> = (0..size).map(|i| (i as u8).wrapping_mul(seed)).collect();
+    futures_block_on(m.write_at(0, Bytes::from(data))).unwrap();
+    Arc::new(m)
+}
+
+fn futures_block_on<T>(f: TransportFuture<'_, T>) -> Result<T, TransportError> {
+    // MemoryTransport futures are ready immediately.
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut f = f;
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => panic!("memory transport future was not ready"),
+    }
+}
+
+#[tokio::test]
+async fn a_different_protocol_version_is_refused_naming_both() {
+    let served = serve(1).await;
+    let mut stream = tokio::net::TcpStream::connect(&served.addr).await.unwrap();
+    let hello = serde_json::json!({ "protocol": "homeward-replication", "version": 99, "group": "g", "disks": [] });
+    write_frame(&mut stream, 1, &serde_json::to_vec(&hello).unwrap()).await.unwrap();
+    stream.flush().await.unwrap();
+    let frame = read_frame(&mut stream).await.unwrap();
+    match Message::decode(frame.kind, &frame.payload).unwrap() {
+        Message::Refuse { reason } => assert!(reason.contains("v99") && reason.contains("v1"), "{reason}"),
+        other => panic!("expected Refuse, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_frame_aborts_the_cycle_and_the_next_session_resends_it() {
+    let served = serve(1).await;
+    let src = source(1 << 20, 7);
+    let s = ProcessServerSession::connect(&served.addr, "g", &[(0, 1 << 20)], SessionOptions::default()).await.unwrap();
+    assert_eq!(s.next_cycle(), 1);
+    drop(s);
+    // By hand: begin cycle 1, one good block, then a block whose checksum is wrong.
+    let mut stream = tokio::net::TcpStream::connect(&served.addr).await.unwrap();
+    let hello = serde_json::json!({ "protocol": "homeward-replication", "version": 1, "group": "g", "disks": [{ "id": 0, "size": 1 << 20 }] });
+    write_frame(&mut stream, 1, &serde_json::to_vec(&hello).unwrap()).await.unwrap();
+    let welcome = read_frame(&mut stream).await.unwrap();
+    assert_eq!(welcome.kind, 2);
+    let (k, p) = Message::Begin { seq: 1, time_ms: 5, consistency: Consistency::Crash }.encode();
+    write_frame(&mut stream, k, &p).await.unwrap();
+    let block = homeward_replication::cycle::WireBlock { disk: 0, offset: 0, len: 4, codec: 0, zero: false, payload: Bytes::from_static(b"evil") };
+    let (k, p) = Message::Block(block.clone()).encode();
+    write_frame(&mut stream, k, &p).await.unwrap();
+    let mut bad = Vec::new();
+    write_frame(&mut bad, k, &p).await.unwrap();
+    let last = bad.len() - 6;
+    bad[last] ^= 0xff;
+    stream.write_all(&bad).await.unwrap();
+    let answer = read_frame(&mut stream).await.unwrap();
+    match Message::decode(answer.kind, &answer.payload).unwrap() {
+        Message::Error { message } => assert!(message.contains("checksum"), "{message}"),
+        other => panic!("expected Error, got {other:?}"),
+    }
+    drop(stream);
+    // The aborted cycle left nothing behind: cycle 1 is still next and goes through whole.
+    let mut s = ProcessServerSession::connect(&served.addr, "g", &[(0, 1 << 20)], SessionOptions::default()).await.unwrap();
+    assert_eq!(s.next_cycle(), 1);
+    let changes = [DiskChanges { disk: 0, source: src.clone(), changed: vec![Extent::new(0, 300_000)] }];
+    let (progress, watch) = homeward_replication::progress::ProgressReporter::new(300_000, 1);
+    let report = s.cycle(&changes, 10, Consistency::App, Some(&progress)).await.unwrap();
+    assert_eq!(report.point.seq, 1);
+    let seen = watch.borrow().clone();
+    assert_eq!((seen.bytes_done, seen.blocks_done, seen.bytes_sent), (300_000, 1, report.bytes_sent));
+    assert!(report.bytes_sent < report.bytes_changed, "compressible data is compressed on the wire");
+    let mut roots = BTreeMap::new();
+    roots.insert(0u32, src.clone());
+    let sync = s.sync(&roots, Consistency::Crash, None).await.unwrap();
+    assert_eq!(sync.verified, Verified::Identical);
+    assert!(!sync.full_copy[&0]);
+    assert_eq!(sync.blocks_sent[&0], (1 << 20) / 65536 - 300_000 / 65536, "only blocks past the first cycle differ");
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_sender_stops_at_its_window_until_the_master_target_acknowledges() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let fake = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let hello = read_frame(&mut stream).await.unwrap();
+        assert_eq!(hello.kind, 1);
+        let welcome =
+            Welcome { version: 1, next_cycle: 1, newest_point: None, disks: vec![], ack_every: 16, notes: vec![] };
+        let (k, p) = Message::Welcome(welcome).encode();
+        write_frame(&mut stream, k, &p).await.unwrap();
+        stream.flush().await.unwrap();
+        let mut blocks = 0u64;
+        let mut counts = Vec::new();
+        for _round in 0..2 {
+            // Read until nothing more arrives: a sender without backpressure would go on.
+            while let Ok(frame) = tokio::time::timeout(Duration::from_millis(300), read_frame(&mut stream)).await {
+                if frame.unwrap().kind == 5 {
+                    blocks += 1;
+                }
+            }
+            counts.push(blocks);
+            let (k, p) = Message::Ack { blocks }.encode();
+            write_frame(&mut stream, k, &p).await.unwrap();
+            stream.flush().await.unwrap();
+        }
+        counts
+    });
+    let src = source(8 << 20, 3);
+    let mut s = ProcessServerSession::connect(&addr, "g", &[(0, 8 << 20)], SessionOptions { window: 40, ..Default::default() }).await.unwrap();
+    let changes = [DiskChanges { disk: 0, source: src, changed: (0..120).map(|i| Extent::new(i * 65536, 4096)).collect() }];
+    let sender = tokio::spawn(async move { s.cycle(&changes, 1, Consistency::Crash, None).await });
+    let counts = fake.await.unwrap();
+    assert_eq!(counts, vec![40, 80], "exactly one window of blocks is in flight before each ack");
+    // The fake master target has gone; the sender reports the broken session.
+    let err = sender.await.unwrap().unwrap_err();
+    assert!(matches!(err, ReplicationError::Wire(WireError::Io { .. })), "{err:?}");
+}
+
+/// A disk that silently loses some writes, as a failing controller might.
+#[derive(Debug)]
+struct LossyDisk {
+    inner: MemoryTransport,
+    lose: AtomicU32,
+}
+
+impl Transport for LossyDisk {
+    fn describe(&self) -> String {
+        "lossy".into()
+    }
+    fn size(&self) -> TransportFuture<'_, u64> {
+        self.inner.size()
+    }
+    fn allocated_extents(&self) -> TransportFuture<'_, Vec<Extent>> {
+        self.inner.allocated_extents()
+    }
+    fn read_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
+        self.inner.read_at(offset, len)
+    }
+    fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()> {
+        if self.lose.load(Ordering::SeqCst) > 0 {
+            self.lose.fetch_sub(1, Ordering::SeqCst);
+            return Box::pin(async { Ok(()) });
+        }
+        self.inner.write_at(offset, data)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> TransportFuture<'_, ()> {
+        self.inner.write_zeroes(offset, len)
+    }
+    fn flush(&self) -> TransportFuture<'_, ()> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test]
+async fn verification_repairs_a_lost_write_and_refuses_a_disk_that_keeps_losing_them() {
+    let src = source(256 << 10, 5);
+    let flaky = LossyDisk { inner: MemoryTransport::new("dst", 256 << 10), lose: AtomicU32::new(1) };
+    let report = resync(src.as_ref(), &flaky, ResyncOptions::default(), None).await.unwrap();
+    assert!(matches!(report.verified, Verified::Repaired { blocks } if blocks > 0), "{report:?}");
+    assert_eq!(flaky.inner.contents(), futures_block_on(src.read_at(0, 256 << 10)).unwrap().to_vec());
+
+    let broken = LossyDisk { inner: MemoryTransport::new("dst", 256 << 10), lose: AtomicU32::new(u32::MAX) };
+    let err = resync(src.as_ref(), &broken, ResyncOptions::default(), None).await.unwrap_err();
+    assert!(matches!(err, ReplicationError::VerifyFailed { blocks, .. } if blocks > 0), "{err:?}");
+}

@@ -193,7 +193,12 @@ fn config_error(error: figment::Error, path: &Path) -> anyhow::Error {
     let mut lines = Vec::new();
     for e in error {
         let key = if e.path.is_empty() { String::new() } else { format!(" at `{}`", e.path.join(".")) };
-        let origin = e.metadata.as_ref().and_then(|m| m.source.as_ref()).map(|s| format!(" (from {s})")).unwrap_or_default();
+        let origin = e
+            .metadata
+            .as_ref()
+            .map(|m| m.source.as_ref().map(|s| s.to_string()).unwrap_or_else(|| m.name.to_string()))
+            .map(|s| format!(" (from {s})"))
+            .unwrap_or_default();
         lines.push(format!("{}{key}{origin}", e.kind));
     }
     anyhow::anyhow!("invalid config {}:\n  {}", path.display(), lines.join("\n  "))

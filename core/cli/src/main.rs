@@ -61,6 +61,12 @@ enum PluginsCommand {
     Inspect { name: String },
     /// Load and instantiate every plugin and call `describe`.
     Check,
+    /// Record the sha256 of each named plugin's current file in the config file (after
+    /// you have reviewed that file).
+    Pin {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +119,7 @@ async fn run(cli: Cli, out: Output) -> anyhow::Result<ExitCode> {
             PluginsCommand::List => commands::plugins::list(config_flag, out),
             PluginsCommand::Inspect { name } => commands::plugins::inspect(config_flag, &name, out),
             PluginsCommand::Check => commands::plugins::check(config_flag, out).await,
+            PluginsCommand::Pin { names } => commands::pin::run(config_flag, &names, out),
         },
         Command::Transports { command: TransportsCommand::Check } => commands::transports::check(config_flag, out),
     }

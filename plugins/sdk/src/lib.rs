@@ -10,9 +10,12 @@
 //! - [`error`] and [`host`]: terse constructors for the contract's errors and typed access
 //!   to the host's config, secrets, key-value store and log.
 
+pub mod azure;
 pub mod error;
 pub mod host;
 pub mod http;
+pub mod soap;
+pub mod vsphere;
 
 /// Generated bindings for the `adapter` world.
 #[allow(missing_docs, clippy::all)]
@@ -34,7 +37,24 @@ pub mod bindings {
     });
 }
 
-pub use bindings::export_adapter as export;
+/// Exports an implementation of the four adapter interfaces as the component's exports.
+///
+/// Only a `wasm32` build exports anything: the component-model export names
+/// (`homeward:adapter/site@0.1.0#describe`) are not valid native symbols, and a native
+/// build of an adapter crate exists only to unit-test its logic.
+///
+/// ```ignore
+/// struct MyAdapter;
+/// // impl the site, inventory, compute and disks Guest traits for MyAdapter …
+/// homeward_sdk::export!(MyAdapter);
+/// ```
+#[macro_export]
+macro_rules! export {
+    ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::export_adapter!($ty);
+    };
+}
 pub use bindings::exports::homeward::adapter::{compute, disks, inventory, site};
 pub use bindings::homeward::adapter::types;
 pub use types::AdapterError;

@@ -11,7 +11,11 @@ const WASM_PACKAGES: &[(&str, &str)] = &[
     ("homeward-adapter-template", "ADAPTER_TEMPLATE"),
     ("homeward-fixture-misbehave", "FIXTURE_MISBEHAVE"),
     // vmware adapters (add below)
+    ("homeward-vmware-vcenter", "VMWARE_VCENTER"),
+    ("homeward-vmware-esxi", "VMWARE_ESXI"),
     // azure adapters (add below)
+    ("homeward-azure-rm", "AZURE_RM"),
+    ("homeward-azure-classic", "AZURE_CLASSIC"),
 ];
 
 /// (package, env var suffix) of each native library to build.

@@ -16,6 +16,26 @@ pub fn fixture_misbehave() -> &'static Path {
     Path::new(env!("HOMEWARD_WASM_FIXTURE_MISBEHAVE"))
 }
 
+/// The vCenter adapter (`plugins/vmware-vcenter`).
+pub fn vmware_vcenter() -> &'static Path {
+    Path::new(env!("HOMEWARD_WASM_VMWARE_VCENTER"))
+}
+
+/// The standalone-ESXi adapter (`plugins/vmware-esxi`).
+pub fn vmware_esxi() -> &'static Path {
+    Path::new(env!("HOMEWARD_WASM_VMWARE_ESXI"))
+}
+
+/// The Azure Resource Manager adapter (`plugins/azure-rm`).
+pub fn azure_rm() -> &'static Path {
+    Path::new(env!("HOMEWARD_WASM_AZURE_RM"))
+}
+
+/// The Azure classic adapter (`plugins/azure-classic`).
+pub fn azure_classic() -> &'static Path {
+    Path::new(env!("HOMEWARD_WASM_AZURE_CLASSIC"))
+}
+
 /// The example native transport (`examples/native-transport`).
 pub fn native_transport_example() -> &'static Path {
     Path::new(env!("HOMEWARD_NATIVE_NATIVE_TRANSPORT_EXAMPLE"))

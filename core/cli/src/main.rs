@@ -45,6 +45,31 @@ enum Command {
         #[command(subcommand)]
         command: TransportsCommand,
     },
+    /// Run the simulated sites.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Start the simulated vCenter and standalone-ESXi sites on loopback in the foreground,
+    /// print their endpoints and credentials, and write an operator config for them.
+    Up {
+        /// Where the lab keeps its disks and state.
+        #[arg(long, default_value = "homeward-lab")]
+        dir: PathBuf,
+        /// Where to write the operator config.
+        #[arg(long, default_value = "homeward-lab.toml")]
+        config_out: PathBuf,
+        /// vCenter inventory (TOML); default: examples/lab/vcenter.toml, built in.
+        #[arg(long, value_name = "FILE")]
+        vcenter: Option<PathBuf>,
+        /// Standalone ESXi inventory (TOML); default: examples/lab/esxi.toml, built in.
+        #[arg(long, value_name = "FILE")]
+        esxi: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,5 +147,8 @@ async fn run(cli: Cli, out: Output) -> anyhow::Result<ExitCode> {
             PluginsCommand::Pin { names } => commands::pin::run(config_flag, &names, out),
         },
         Command::Transports { command: TransportsCommand::Check } => commands::transports::check(config_flag, out),
+        Command::Lab { command: LabCommand::Up { dir, config_out, vcenter, esxi } } => {
+            commands::lab::up(commands::lab::LabUpArgs { dir, config_out, vcenter, esxi }, out).await
+        }
     }
 }

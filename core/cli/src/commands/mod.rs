@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod config_check;
+pub mod lab;
 pub mod pin;
 pub mod plugins;
 pub mod transports;

@@ -223,7 +223,7 @@ pub(crate) fn scan(dir: &Path, repair: bool) -> Result<(Index, Option<TailCut>),
         let file = File::open(path).map_err(|e| io("open", e))?;
         let file_len = file.metadata().map_err(|e| io("stat", e))?.len();
         let mut reader = SegmentReader { file, offset: 0, buf: Vec::new() };
-        let mut seg = SegmentInfo { index: *seg_index, path: path.clone(), base: placeholder(), len: 0 };
+        let mut seg = SegmentInfo { index: *seg_index, path: path.clone(), base: base_before_header(), len: 0 };
         let mut first = true;
         loop {
             match reader.next() {
@@ -284,7 +284,9 @@ pub(crate) fn scan(dir: &Path, repair: bool) -> Result<(Index, Option<TailCut>),
     Ok((index, cut))
 }
 
-fn placeholder() -> RecoveryPoint {
+/// The base a segment has until its `SegmentStart` header is read; the header record
+/// replaces it before any cycle of the segment is indexed.
+fn base_before_header() -> RecoveryPoint {
     RecoveryPoint { seq: 0, time_ms: 0, consistency: record::Consistency::Crash }
 }
 

@@ -340,6 +340,16 @@ fn as_pair(p: &(String, String)) -> (&str, &str) {
     (p.0.as_str(), p.1.as_str())
 }
 
+/// The change id CBT reports for the `index`th virtual disk of a device list.
+fn disk_change_id(config_hw_device: &Element, index: usize) -> String {
+    devices(config_hw_device, "VirtualDisk")[index]
+        .child("backing")
+        .unwrap()
+        .child_text("changeId")
+        .unwrap()
+        .to_string()
+}
+
 fn devices(config_hw_device: &Element, ty: &str) -> Vec<Element> {
     config_hw_device
         .children
@@ -1153,12 +1163,7 @@ async fn changed_disk_areas_cover_exactly_what_was_written() {
             "config.hardware.device",
         )
         .await;
-    let base_change = devices(&hw, "VirtualDisk")[0]
-        .child("backing")
-        .unwrap()
-        .child_text("changeId")
-        .unwrap()
-        .to_string();
+    let base_change = disk_change_id(&hw, 0);
 
     let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 256) as u8).collect();
     l.lab.guest_write("web01", 2000, 1 << 20, &data).unwrap();
@@ -1242,12 +1247,7 @@ async fn changed_disk_areas_cover_exactly_what_was_written() {
             "config.hardware.device",
         )
         .await;
-    let next_change = devices(&hw, "VirtualDisk")[0]
-        .child("backing")
-        .unwrap()
-        .child_text("changeId")
-        .unwrap()
-        .to_string();
+    let next_change = disk_change_id(&hw, 0);
     let r = c
         .ok("QueryChangedDiskAreas", vmp, &q(&next_change, 2000, 0))
         .await;
@@ -1259,12 +1259,7 @@ async fn changed_disk_areas_cover_exactly_what_was_written() {
             "config.hardware.device",
         )
         .await;
-    let second_change = devices(&base_hw, "VirtualDisk")[1]
-        .child("backing")
-        .unwrap()
-        .child_text("changeId")
-        .unwrap()
-        .to_string();
+    let second_change = disk_change_id(&base_hw, 1);
     let r = c
         .ok("QueryChangedDiskAreas", vmp, &q(&second_change, 2001, 0))
         .await;
@@ -1392,12 +1387,7 @@ async fn changed_disk_areas_cover_exactly_what_was_written() {
             "config.hardware.device",
         )
         .await;
-    let fresh = devices(&hw, "VirtualDisk")[0]
-        .child("backing")
-        .unwrap()
-        .child_text("changeId")
-        .unwrap()
-        .to_string();
+    let fresh = disk_change_id(&hw, 0);
     assert!(
         !fresh.starts_with(base_change.split('/').next().unwrap()),
         "a reset starts a new epoch"
@@ -1527,12 +1517,7 @@ async fn folder_reads_and_writes_ranges_and_feeds_change_tracking() {
         .await;
     let vmp = vm_this(&l.lab, "web01");
     let hw = c.prop(as_pair(&vmp), "config.hardware.device").await;
-    let change = devices(&hw, "VirtualDisk")[0]
-        .child("backing")
-        .unwrap()
-        .child_text("changeId")
-        .unwrap()
-        .to_string();
+    let change = disk_change_id(&hw, 0);
     let disk_url = l.lab.folder_url("datastore1", "web01/web01-flat.vmdk");
     let total = 64u64 << 20;
     let r = http

@@ -23,7 +23,7 @@
 //! A handle is used by one thread at a time; the host never calls it concurrently.
 
 use std::ffi::{CString, c_char, c_void};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use libloading::Library;
@@ -262,9 +262,4 @@ impl Drop for NativeDisk {
         // SAFETY: the handle is live and closed exactly once.
         unsafe { (self.functions.close)(self.handle) };
     }
-}
-
-/// Checks whether a path names a native library by its extension (for config messages).
-pub fn looks_like_native_library(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("so" | "dylib" | "dll"))
 }

@@ -382,6 +382,14 @@ impl Plugin {
         self.call("compute.create-vm", move |a, s| Box::pin(async move { a.homeward_adapter_compute().call_create_vm(s, &spec).await })).await
     }
 
+    /// `compute.create-vm-from-disks`.
+    pub async fn create_vm_from_disks(&self, spec: compute::VmSpec, attach: Vec<String>) -> Result<compute::Operation, CallError> {
+        self.call("compute.create-vm-from-disks", move |a, s| {
+            Box::pin(async move { a.homeward_adapter_compute().call_create_vm_from_disks(s, &spec, &attach).await })
+        })
+        .await
+    }
+
     /// `compute.power-on`.
     pub async fn power_on(&self, vm: &str) -> Result<compute::Operation, CallError> {
         let vm = vm.to_string();
@@ -497,6 +505,17 @@ impl Plugin {
             Box::pin(async move { a.homeward_adapter_disks().call_open(s, &vm, &disk, snapshot.as_deref(), mode).await })
         })
         .await
+    }
+
+    /// `disks.create-disk`.
+    pub async fn create_disk(&self, spec: disks::NewDisk) -> Result<compute::Operation, CallError> {
+        self.call("disks.create-disk", move |a, s| Box::pin(async move { a.homeward_adapter_disks().call_create_disk(s, &spec).await })).await
+    }
+
+    /// `disks.delete-disk`.
+    pub async fn delete_disk(&self, disk: &str) -> Result<compute::Operation, CallError> {
+        let disk = disk.to_string();
+        self.call("disks.delete-disk", move |a, s| Box::pin(async move { a.homeward_adapter_disks().call_delete_disk(s, &disk).await })).await
     }
 
     /// `disks.close`.

@@ -156,6 +156,12 @@ impl homeward_sdk::compute::Guest for Adapter {
         ))
     }
 
+    fn create_vm_from_disks(spec: VmSpec, _attach: Vec<String>) -> Result<Operation, AdapterError> {
+        // A directory site keeps a replica as the disk of a VM folder, so there are no
+        // loose disks to boot from; a cloud adapter implements this for failover.
+        Err(error::unsupported(format!("VM {}: the directory site has no standalone disks; use create-vm", spec.name)))
+    }
+
     fn poll_operation(id: String) -> Result<Operation, AdapterError> {
         ops::poll(&HostStore, &id)
     }
@@ -227,6 +233,14 @@ impl homeward_sdk::disks::Guest for Adapter {
 
     fn read(handle: String, offset: u64, length: u32) -> Result<Vec<u8>, AdapterError> {
         disk_access::read(&HostStore, &handle, offset, length)
+    }
+
+    fn create_disk(spec: homeward_sdk::disks::NewDisk) -> Result<Operation, AdapterError> {
+        Err(error::unsupported(format!("disk {}: the directory site has no standalone disks; use create-vm or attach-disk", spec.name)))
+    }
+
+    fn delete_disk(disk: String) -> Result<Operation, AdapterError> {
+        Err(error::unsupported(format!("disk {disk}: the directory site has no standalone disks; use detach-disk")))
     }
 
     fn write(handle: String, offset: u64, data: Vec<u8>) -> Result<(), AdapterError> {

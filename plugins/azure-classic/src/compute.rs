@@ -46,6 +46,8 @@ struct NewRole<'a> {
     /// GiB of the OS disk (none: the image's size) and of each data disk.
     os_gb: Option<u64>,
     data_gb: Vec<u64>,
+    /// Existing VHDs to boot from (first: the OS disk), for a failover from replicas.
+    attach: Vec<String>,
 }
 
 fn create(site: &Site, r: NewRole) -> Result<Operation, AdapterError> {
@@ -61,20 +63,27 @@ fn create(site: &Site, r: NewRole) -> Result<Operation, AdapterError> {
     );
     site.sm.send(&format!("creating cloud service {}", r.name), "POST", "/services/hostedservices", Some(service))?;
     let media = |suffix: &str| format!("{}/{VHD_CONTAINER}/{}-{}-{suffix}.vhd", site.blob_endpoint, r.name, r.name);
-    let data: String = r
-        .data_gb
-        .iter()
-        .enumerate()
-        .map(|(lun, gb)| format!("<DataVirtualHardDisk><HostCaching>None</HostCaching><Lun>{lun}</Lun><LogicalDiskSizeInGB>{gb}</LogicalDiskSizeInGB><MediaLink>{}</MediaLink></DataVirtualHardDisk>", x(&media(&format!("data{lun}")))))
+    let attached = r.attach.iter().skip(1).enumerate().map(|(lun, m)| format!("<DataVirtualHardDisk><HostCaching>None</HostCaching><Lun>{lun}</Lun><MediaLink>{}</MediaLink></DataVirtualHardDisk>", x(m)));
+    let first_new = r.attach.len().saturating_sub(1);
+    let data: String = attached
+        .chain(r.data_gb.iter().enumerate().map(|(i, gb)| {
+            let lun = first_new + i;
+            format!("<DataVirtualHardDisk><HostCaching>None</HostCaching><Lun>{lun}</Lun><LogicalDiskSizeInGB>{gb}</LogicalDiskSizeInGB><MediaLink>{}</MediaLink></DataVirtualHardDisk>", x(&media(&format!("data{lun}"))))
+        }))
         .collect();
     let subnet = r.subnet.as_ref().map(|s| format!("<SubnetNames><SubnetName>{}</SubnetName></SubnetNames>", x(s))).unwrap_or_default();
     let vnet = r.vnet.as_ref().map(|v| format!("<VirtualNetworkName>{}</VirtualNetworkName>", x(v))).unwrap_or_default();
     let image = if r.os == "Windows" { "a699494373c04fc0bc8f2bb1389d6106__Windows-Server-2019-Datacenter" } else { "b39f27a8b8c64d52b05eac6a62ebad85__Ubuntu-24_04-LTS-amd64-server" };
     let os_size = r.os_gb.map(|g| format!("<ResizedSizeInGB>{g}</ResizedSizeInGB>")).unwrap_or_default();
+    // Booting from a replica VHD: its MediaLink and no image.
+    let (os_media, image) = match r.attach.first() {
+        Some(m) => (m.clone(), String::new()),
+        None => (media("os"), format!("<SourceImageName>{image}</SourceImageName>")),
+    };
     let body = format!(
-        r#"<?xml version="1.0" encoding="utf-8"?><Deployment xmlns="{NS}" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><Name>{n}</Name><DeploymentSlot>Production</DeploymentSlot><Label>{label}</Label><RoleList><Role><RoleName>{n}</RoleName><RoleType>PersistentVMRole</RoleType><ConfigurationSets><ConfigurationSet i:type="NetworkConfigurationSet"><ConfigurationSetType>NetworkConfiguration</ConfigurationSetType>{subnet}</ConfigurationSet></ConfigurationSets><DataVirtualHardDisks>{data}</DataVirtualHardDisks><OSVirtualHardDisk><HostCaching>ReadWrite</HostCaching><MediaLink>{os}</MediaLink><SourceImageName>{image}</SourceImageName><OS>{ostype}</OS>{os_size}</OSVirtualHardDisk><RoleSize>{size}</RoleSize></Role></RoleList>{vnet}</Deployment>"#,
+        r#"<?xml version="1.0" encoding="utf-8"?><Deployment xmlns="{NS}" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><Name>{n}</Name><DeploymentSlot>Production</DeploymentSlot><Label>{label}</Label><RoleList><Role><RoleName>{n}</RoleName><RoleType>PersistentVMRole</RoleType><ConfigurationSets><ConfigurationSet i:type="NetworkConfigurationSet"><ConfigurationSetType>NetworkConfiguration</ConfigurationSetType>{subnet}</ConfigurationSet></ConfigurationSets><DataVirtualHardDisks>{data}</DataVirtualHardDisks><OSVirtualHardDisk><HostCaching>ReadWrite</HostCaching><MediaLink>{os}</MediaLink>{image}<OS>{ostype}</OS>{os_size}</OSVirtualHardDisk><RoleSize>{size}</RoleSize></Role></RoleList>{vnet}</Deployment>"#,
         n = x(r.name),
-        os = x(&media("os")),
+        os = x(&os_media),
         ostype = x(r.os),
         size = x(r.size),
     );
@@ -86,22 +95,44 @@ fn os_type(guest_os: &str) -> &'static str {
     if guest_os.to_ascii_lowercase().contains("win") { "Windows" } else { "Linux" }
 }
 
-/// `compute.create-vm`: a cloud service with one role, in at most one classic network.
-pub fn create_vm(site: &Site, spec: VmSpec) -> Result<Operation, AdapterError> {
+/// The one classic network (and its first subnet) a new VM joins.
+fn network_of(site: &Site, spec: &VmSpec) -> Result<(Option<String>, Option<String>), AdapterError> {
     if spec.networks.len() > 1 {
         return Err(error::invalid(format!("classic VM {} can join one virtual network, not {}", spec.name, spec.networks.len())));
     }
-    let (vnet, subnet) = match spec.networks.first() {
+    Ok(match spec.networks.first() {
         Some(n) => {
             let v = networks::find(site, n)?;
             (Some(v.id), v.subnets.first().cloned())
         }
         None => (None, None),
-    };
+    })
+}
+
+/// `compute.create-vm`: a cloud service with one role, in at most one classic network.
+pub fn create_vm(site: &Site, spec: VmSpec) -> Result<Operation, AdapterError> {
+    let (vnet, subnet) = network_of(site, &spec)?;
     let mut disks = spec.disks.iter();
     let os_gb = disks.next().map(|d| d.capacity_bytes.div_ceil(GIB).max(1));
     let data_gb = disks.map(|d| d.capacity_bytes.div_ceil(GIB).max(1)).collect();
-    create(site, NewRole { name: &spec.name, os: os_type(&spec.guest_os), size: fit(spec.cpu_count, spec.memory_mib), vnet, subnet, os_gb, data_gb })
+    create(site, NewRole { name: &spec.name, os: os_type(&spec.guest_os), size: fit(spec.cpu_count, spec.memory_mib), vnet, subnet, os_gb, data_gb, attach: Vec::new() })
+}
+
+/// `compute.create-vm-from-disks`: a role booting from replica VHDs (the first is the OS
+/// disk); `spec.disks` become new data disks after them.
+pub fn create_vm_from_disks(site: &Site, spec: VmSpec, attach: Vec<String>) -> Result<Operation, AdapterError> {
+    if attach.is_empty() {
+        return Err(error::invalid(format!("VM {}: create-vm-from-disks needs at least the OS disk in `attach`", spec.name)));
+    }
+    for m in &attach {
+        site.blob(m)?;
+        if let Some(role) = site.all_roles()?.into_iter().find(|r| r.disks.iter().any(|d| d.media.eq_ignore_ascii_case(m))) {
+            return Err(error::conflict(format!("disk {m} is already the disk of VM {}", role.id())));
+        }
+    }
+    let (vnet, subnet) = network_of(site, &spec)?;
+    let data_gb = spec.disks.iter().map(|d| d.capacity_bytes.div_ceil(GIB).max(1)).collect();
+    create(site, NewRole { name: &spec.name, os: os_type(&spec.guest_os), size: fit(spec.cpu_count, spec.memory_mib), vnet, subnet, os_gb: None, data_gb, attach })
 }
 
 /// `compute.deploy-process-server`: only for classic VMs, in their classic network.
@@ -130,7 +161,7 @@ pub fn deploy_process_server(site: &Site, spec: ProcessServerSpec) -> Result<Ope
         Some(s) => return Err(error::not_found(format!("network {} has no subnet `{s}`", vnet.id))),
         None => vnet.subnets.first().cloned(),
     };
-    create(site, NewRole { name: &spec.name, os: "Windows", size: "Large", vnet: Some(vnet.id), subnet, os_gb: None, data_gb: vec![128] })
+    create(site, NewRole { name: &spec.name, os: "Windows", size: "Large", vnet: Some(vnet.id), subnet, os_gb: None, data_gb: vec![128], attach: Vec::new() })
 }
 
 fn role_operation(site: &Site, vm: &str, body_inner: &str, what: &str) -> Result<Operation, AdapterError> {

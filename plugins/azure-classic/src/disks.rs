@@ -45,6 +45,9 @@ pub fn changed_areas(site: &Site, vm: &str, disk: &str, snapshot: &str, since: &
 /// `disks.open`: a SAS URL to the VHD (read-write when asked) or to one of its snapshots
 /// (always read-only).
 pub fn open(site: &Site, vm: &str, disk: &str, snapshot: Option<String>, mode: AccessMode) -> Result<DiskAccess, AdapterError> {
+    if vm.is_empty() {
+        return open_standalone(site, disk, snapshot, mode);
+    }
     let role = site.role(vm)?;
     let d = role.disk(disk)?;
     let blob = site.blob(&d.media)?;
@@ -61,4 +64,70 @@ pub fn open(site: &Site, vm: &str, disk: &str, snapshot: Option<String>, mode: A
     };
     let handle = format!("{}#{}", role.id(), homeward_sdk::azure::ops::new_id()?);
     Ok(DiskAccess { handle, locator: Locator::PageBlob(PageBlobLocator { url, format: DiskFormat::VhdFixed }), capacity_bytes: capacity, read_only })
+}
+
+/// Where standalone replica VHDs live in the storage account.
+const REPLICA_CONTAINER: &str = "homeward-replicas";
+
+/// The role using a VHD, if any.
+fn user_of(site: &Site, media: &str) -> Result<Option<String>, AdapterError> {
+    Ok(site.all_roles()?.into_iter().find(|r| r.disks.iter().any(|d| d.media.eq_ignore_ascii_case(media))).map(|r| r.id()))
+}
+
+/// `open` of a standalone VHD (a replica): a SAS URL, read-write while no role uses it.
+fn open_standalone(site: &Site, disk: &str, snapshot: Option<String>, mode: AccessMode) -> Result<DiskAccess, AdapterError> {
+    if let Some(s) = snapshot {
+        return Err(error::invalid(format!("disk {disk}: snapshots of standalone disks are not kept; open it without snapshot `{s}`")));
+    }
+    let blob = site.blob(disk)?;
+    let capacity = match site.vhd_bytes(disk, None) {
+        Err(AdapterError::NotFound(_)) => return Err(error::not_found(format!("disk {disk} does not exist"))),
+        other => other?,
+    };
+    let read_only = mode == AccessMode::ReadOnly;
+    if !read_only && let Some(role) = user_of(site, disk)? {
+        return Err(error::conflict(format!("disk {disk} is the disk of VM {role}; it opens read-write only through that VM")));
+    }
+    let url = site.storage.sas_url(&blob, if read_only { "r" } else { "rw" }, clock::unix_now() + SAS_SECS, None);
+    let handle = format!("{disk}#{}", homeward_sdk::azure::ops::new_id()?);
+    Ok(DiskAccess { handle, locator: Locator::PageBlob(PageBlobLocator { url, format: DiskFormat::VhdFixed }), capacity_bytes: capacity, read_only })
+}
+
+/// `disks.create-disk`: a page blob of the capacity plus the VHD footer in the replica
+/// container; the id is its URL. Idempotent for the same name and capacity.
+pub fn create_disk(site: &Site, spec: homeward_sdk::disks::NewDisk) -> Result<Operation, AdapterError> {
+    let ok_name = !spec.name.is_empty() && spec.name.len() <= 200 && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok_name {
+        return Err(error::invalid(format!("disk name `{}` must be letters, digits, '-' or '_'", spec.name)));
+    }
+    if spec.capacity_bytes == 0 || !spec.capacity_bytes.is_multiple_of(PAGE) {
+        return Err(error::invalid(format!("disk {}: capacity {} must be a non-zero multiple of 512 bytes", spec.name, spec.capacity_bytes)));
+    }
+    let url = format!("{}/{REPLICA_CONTAINER}/{}.vhd", site.blob_endpoint.trim_end_matches('/'), spec.name);
+    match site.vhd_bytes(&url, None) {
+        Ok(size) if size == spec.capacity_bytes && user_of(site, &url)?.is_none() => return homeward_sdk::azure::ops::completed(Some(url)),
+        Ok(size) => return Err(error::already_exists(format!("disk {} already exists ({url}) with {size} bytes or in use; nothing was created", spec.name))),
+        Err(AdapterError::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let container = format!("{}/{REPLICA_CONTAINER}?restype=container", site.blob_endpoint.trim_end_matches('/'));
+    match site.storage.send(&format!("creating container {REPLICA_CONTAINER}"), "PUT", &container, Vec::new(), Vec::new()) {
+        Ok(_) | Err(AdapterError::AlreadyExists(_)) | Err(AdapterError::Conflict(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let headers = vec![("x-ms-blob-type".to_string(), "PageBlob".to_string()), ("x-ms-blob-content-length".to_string(), (spec.capacity_bytes + PAGE).to_string())];
+    site.storage.send(&format!("creating disk {}", spec.name), "PUT", &url, headers, Vec::new())?;
+    homeward_sdk::azure::ops::completed(Some(url))
+}
+
+/// `disks.delete-disk`: a standalone VHD no role uses.
+pub fn delete_disk(site: &Site, disk: &str) -> Result<Operation, AdapterError> {
+    if let Some(role) = user_of(site, disk)? {
+        return Err(error::conflict(format!("disk {disk} is the disk of VM {role}; delete the VM first")));
+    }
+    match site.storage.send(&format!("deleting disk {disk}"), "DELETE", &site.blob(disk)?.url(), Vec::new(), Vec::new()) {
+        Ok(_) => homeward_sdk::azure::ops::completed(Some(disk.to_string())),
+        Err(AdapterError::NotFound(_)) => Err(error::not_found(format!("disk {disk} does not exist"))),
+        Err(e) => Err(e),
+    }
 }

@@ -26,7 +26,8 @@ fn describe(site: &Site, r: &Role) -> Result<VmInfo, AdapterError> {
             label: d.name.clone(),
             capacity_bytes: site.vhd_bytes(&d.media, None)?,
             uuid: String::new(),
-            datastore: Some(site.storage.name.clone()),
+            // VHDs live in a storage account, not a datastore the site lists.
+            datastore: None,
             path: d.media.clone(),
             // Blob snapshots diff any two points of a VHD: always tracked.
             change_tracking: true,

@@ -38,6 +38,8 @@ struct NewVm<'a> {
     subnets: Vec<String>,
     os_disk_gb: Option<u64>,
     data_disks_gb: Vec<(String, u64)>,
+    /// Existing disks to attach (first: the OS disk), for a failover from replicas.
+    attach: Vec<String>,
     tags: Value,
 }
 
@@ -77,31 +79,43 @@ fn create(site: &Site, spec: NewVm) -> Result<Operation, AdapterError> {
         nics.push(json!({"id": nic_path, "properties": {"primary": i == 0}}));
     }
     let (image_ref, os_type) = image(spec.guest_os);
-    let mut os_disk = json!({"name": format!("{}-osdisk", spec.name), "createOption": "FromImage", "osType": os_type, "caching": "ReadWrite", "managedDisk": {"storageAccountType": "Premium_LRS"}});
-    if let Some(gb) = spec.os_disk_gb {
-        os_disk["diskSizeGB"] = json!(gb);
-    }
-    let data: Vec<Value> = spec
-        .data_disks_gb
-        .iter()
-        .enumerate()
-        .map(|(lun, (label, gb))| json!({"lun": lun, "name": format!("{}-{label}", spec.name), "createOption": "Empty", "diskSizeGB": gb, "managedDisk": {"storageAccountType": "Premium_LRS"}}))
-        .collect();
+    let new_data = |first_lun: usize| -> Vec<Value> {
+        spec.data_disks_gb
+            .iter()
+            .enumerate()
+            .map(|(i, (label, gb))| json!({"lun": first_lun + i, "name": format!("{}-{label}", spec.name), "createOption": "Empty", "diskSizeGB": gb, "managedDisk": {"storageAccountType": "Premium_LRS"}}))
+            .collect()
+    };
+    let storage = match spec.attach.split_first() {
+        // Booting from replicas: Azure takes no image and no OS profile for an attached
+        // OS disk; the guest keeps its own identity.
+        Some((os, rest)) => {
+            let mut data: Vec<Value> = rest.iter().enumerate().map(|(lun, id)| json!({"lun": lun, "createOption": "Attach", "managedDisk": {"id": id}})).collect();
+            data.extend(new_data(rest.len()));
+            json!({"osDisk": {"createOption": "Attach", "osType": os_type, "caching": "ReadWrite", "managedDisk": {"id": os}}, "dataDisks": data})
+        }
+        None => {
+            let mut os_disk = json!({"name": format!("{}-osdisk", spec.name), "createOption": "FromImage", "osType": os_type, "caching": "ReadWrite", "managedDisk": {"storageAccountType": "Premium_LRS"}});
+            if let Some(gb) = spec.os_disk_gb {
+                os_disk["diskSizeGB"] = json!(gb);
+            }
+            json!({"imageReference": image_ref, "osDisk": os_disk, "dataDisks": new_data(0)})
+        }
+    };
     let mut os_profile = json!({"computerName": spec.name, "adminUsername": host::config_or("admin_username", "homeward")});
     if let Some(key) = homeward_sdk::bindings::homeward::adapter::config::get("admin_ssh_public_key") {
         os_profile["linuxConfiguration"] = json!({"disablePasswordAuthentication": true, "ssh": {"publicKeys": [{"path": format!("/home/{}/.ssh/authorized_keys", host::config_or("admin_username", "homeward")), "keyData": key}]}});
     }
-    let id = site.resource(VM, spec.name);
-    let body = json!({
-        "location": location,
-        "tags": spec.tags,
-        "properties": {
-            "hardwareProfile": {"vmSize": spec.size},
-            "storageProfile": {"imageReference": image_ref, "osDisk": os_disk, "dataDisks": data},
-            "osProfile": os_profile,
-            "networkProfile": {"networkInterfaces": nics},
-        }
+    let mut properties = json!({
+        "hardwareProfile": {"vmSize": spec.size},
+        "storageProfile": storage,
+        "networkProfile": {"networkInterfaces": nics},
     });
+    if spec.attach.is_empty() {
+        properties["osProfile"] = os_profile;
+    }
+    let id = site.resource(VM, spec.name);
+    let body = json!({"location": location, "tags": spec.tags, "properties": properties});
     let (_, pending) = site.arm.start(&format!("creating VM {}", spec.name), "PUT", &id, Some(&body))?;
     operations::start(pending.into_iter().collect(), Vec::new(), Some(id))
 }
@@ -116,7 +130,25 @@ pub fn create_vm(site: &Site, spec: VmSpec) -> Result<Operation, AdapterError> {
     let os_disk_gb = disks.next().map(|d| gib(d.capacity_bytes));
     let data_disks_gb = disks.map(|d| (d.label.clone(), gib(d.capacity_bytes))).collect();
     let tags: serde_json::Map<String, Value> = spec.extra_config.iter().filter(|kv| !kv.value.is_empty()).map(|kv| (kv.key.clone(), json!(kv.value))).collect();
-    create(site, NewVm { name: &spec.name, guest_os: &spec.guest_os, size: sizes::fit(spec.cpu_count, spec.memory_mib).to_string(), subnets, os_disk_gb, data_disks_gb, tags: Value::Object(tags) })
+    create(site, NewVm { name: &spec.name, guest_os: &spec.guest_os, size: sizes::fit(spec.cpu_count, spec.memory_mib).to_string(), subnets, os_disk_gb, data_disks_gb, attach: Vec::new(), tags: Value::Object(tags) })
+}
+
+/// `compute.create-vm-from-disks`: a VM that boots from replica disks (the first is the
+/// OS disk); `spec.disks` become new empty data disks after them.
+pub fn create_vm_from_disks(site: &Site, spec: VmSpec, attach: Vec<String>) -> Result<Operation, AdapterError> {
+    if attach.is_empty() {
+        return Err(error::invalid(format!("VM {}: create-vm-from-disks needs at least the OS disk in `attach`", spec.name)));
+    }
+    if spec.networks.is_empty() {
+        return Err(error::invalid(format!("VM {} needs at least one network: Azure VMs cannot exist without a NIC", spec.name)));
+    }
+    for id in &attach {
+        require_type(id, crate::disks::DISK, "disk")?;
+    }
+    let subnets = spec.networks.iter().map(|n| subnet_id(site, n, None)).collect::<Result<Vec<_>, _>>()?;
+    let data_disks_gb = spec.disks.iter().map(|d| (d.label.clone(), gib(d.capacity_bytes))).collect();
+    let tags: serde_json::Map<String, Value> = spec.extra_config.iter().filter(|kv| !kv.value.is_empty()).map(|kv| (kv.key.clone(), json!(kv.value))).collect();
+    create(site, NewVm { name: &spec.name, guest_os: &spec.guest_os, size: sizes::fit(spec.cpu_count, spec.memory_mib).to_string(), subnets, os_disk_gb: None, data_disks_gb, attach, tags: Value::Object(tags) })
 }
 
 /// `compute.deploy-process-server`: only for Resource Manager VMs, in their network.
@@ -147,6 +179,7 @@ pub fn deploy_process_server(site: &Site, spec: ProcessServerSpec) -> Result<Ope
         subnets: vec![subnet],
         os_disk_gb: None,
         data_disks_gb: vec![("retention".into(), 128)],
+        attach: Vec::new(),
         tags: json!({"homeward-role": "process-server"}),
     })
 }

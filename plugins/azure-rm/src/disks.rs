@@ -13,6 +13,9 @@ use crate::inventory::disk_bytes;
 use crate::site::Site;
 use crate::snapshots;
 
+/// The resource type of managed disks.
+pub const DISK: &str = "Microsoft.Compute/disks";
+
 /// How long a granted SAS lives; `close` revokes it sooner.
 const ACCESS_SECS: u64 = 8 * 3600;
 
@@ -88,6 +91,9 @@ pub fn changed_areas(site: &Site, vm: &str, disk: &str, snapshot: &str, since: &
 /// `disks.open`: a page-blob SAS locator for the disk or one of its snapshots. The handle
 /// is the resource id the grant was made on, plus a unique suffix.
 pub fn open(site: &Site, vm: &str, disk: &str, snapshot: Option<String>, mode: AccessMode) -> Result<DiskAccess, AdapterError> {
+    if vm.is_empty() {
+        return open_standalone(site, disk, snapshot, mode);
+    }
     vm_with_disk(site, vm, disk)?;
     let (resource, capacity, read_only) = match &snapshot {
         Some(name) => {
@@ -112,4 +118,67 @@ pub fn close(site: &Site, handle: &str) -> Result<(), AdapterError> {
         return Ok(());
     }
     revoke(site, resource)
+}
+
+/// `open` of a disk attached to no VM: a replica being uploaded (read-write) or finished
+/// (read-only). Azure grants write access only while the upload is open.
+fn open_standalone(site: &Site, disk: &str, snapshot: Option<String>, mode: AccessMode) -> Result<DiskAccess, AdapterError> {
+    if let Some(s) = snapshot {
+        return Err(error::invalid(format!("disk {disk}: snapshots of standalone disks are not kept; open it without snapshot `{s}`")));
+    }
+    crate::site::require_type(disk, DISK, "disk")?;
+    let d = site.arm.get_opt(&format!("reading disk {disk}"), disk)?.ok_or_else(|| error::not_found(format!("disk {disk} does not exist")))?;
+    if let Some(owner) = d["managedBy"].as_str().filter(|o| !o.is_empty()) {
+        return Err(error::invalid(format!("disk {disk} is attached to VM {owner}; open it with that VM's id")));
+    }
+    let write = mode == AccessMode::ReadWrite;
+    let state = d["properties"]["diskState"].as_str().unwrap_or_default().to_string();
+    let uploading = state.eq_ignore_ascii_case("ReadyToUpload") || state.eq_ignore_ascii_case("ActiveUpload");
+    if write && !uploading {
+        return Err(error::conflict(format!("disk {disk} is {state}: its upload was finished by closing it, so it only opens read-only now")));
+    }
+    let resource = d["id"].as_str().unwrap_or(disk).to_string();
+    let url = grant(site, &resource, write)?;
+    let handle = format!("{resource}#{}", homeward_sdk::azure::ops::new_id()?);
+    Ok(DiskAccess { handle, locator: Locator::PageBlob(PageBlobLocator { url, format: DiskFormat::VhdFixed }), capacity_bytes: disk_bytes(&d), read_only: !write })
+}
+
+/// `disks.create-disk`: an upload disk of exactly the capacity plus the fixed VHD footer,
+/// written through a write SAS until it is closed.
+pub fn create_disk(site: &Site, spec: homeward_sdk::disks::NewDisk) -> Result<Operation, AdapterError> {
+    crate::site::check_name(&spec.name, "disk name")?;
+    if spec.capacity_bytes == 0 || !spec.capacity_bytes.is_multiple_of(PAGE) {
+        return Err(error::invalid(format!("disk {}: capacity {} must be a non-zero multiple of 512 bytes", spec.name, spec.capacity_bytes)));
+    }
+    let id = site.resource(DISK, &spec.name);
+    if let Some(d) = site.arm.get_opt(&format!("reading disk {}", spec.name), &id)? {
+        let attached = d["managedBy"].as_str().is_some_and(|o| !o.is_empty());
+        if disk_bytes(&d) == spec.capacity_bytes && !attached {
+            return homeward_sdk::azure::ops::completed(Some(d["id"].as_str().unwrap_or(&id).to_string()));
+        }
+        return Err(error::already_exists(format!(
+            "disk {} already exists ({id}) with {} bytes{}; nothing was created",
+            spec.name,
+            disk_bytes(&d),
+            if attached { ", attached to a VM" } else { "" }
+        )));
+    }
+    let mut properties = json!({"creationData": {"createOption": "Upload", "uploadSizeBytes": spec.capacity_bytes + PAGE}});
+    if let Some(os) = &spec.guest_os {
+        properties["osType"] = json!(if os.to_ascii_lowercase().contains("win") { "Windows" } else { "Linux" });
+    }
+    let body = json!({"location": site.location()?, "sku": {"name": "Standard_LRS"}, "properties": properties});
+    let (_, pending) = site.arm.start(&format!("creating disk {}", spec.name), "PUT", &id, Some(&body))?;
+    crate::operations::start(pending.into_iter().collect(), Vec::new(), Some(id))
+}
+
+/// `disks.delete-disk`: a standalone disk only; an attached one is `conflict`.
+pub fn delete_disk(site: &Site, disk: &str) -> Result<Operation, AdapterError> {
+    crate::site::require_type(disk, DISK, "disk")?;
+    let d = site.arm.get_opt(&format!("reading disk {disk}"), disk)?.ok_or_else(|| error::not_found(format!("disk {disk} does not exist")))?;
+    if let Some(owner) = d["managedBy"].as_str().filter(|o| !o.is_empty()) {
+        return Err(error::conflict(format!("disk {disk} is attached to VM {owner}; delete the VM or detach the disk first")));
+    }
+    let (_, pending) = site.arm.start(&format!("deleting disk {disk}"), "DELETE", disk, None)?;
+    crate::operations::start(pending.into_iter().collect(), Vec::new(), Some(disk.to_string()))
 }

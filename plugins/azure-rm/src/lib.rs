@@ -20,7 +20,7 @@ mod sizes;
 mod snapshots;
 
 use homeward_sdk::compute::{DiskSpec, Guest as Compute, Operation, PowerOffMode, ProcessServerSpec, VmSpec};
-use homeward_sdk::disks::{AccessMode, ChangeSet, DiskAccess, Guest as Disks};
+use homeward_sdk::disks::{AccessMode, ChangeSet, DiskAccess, Guest as Disks, NewDisk};
 use homeward_sdk::inventory::{DatastoreInfo, Guest as Inventory, HostInfo, NetworkInfo, PrivilegeCheck, VmInfo};
 use homeward_sdk::site::{Capabilities, Guest as SiteApi, SiteInfo, TransportKind};
 use homeward_sdk::types::{AdapterError, DeploymentModel, KeyValue, SiteKind};
@@ -112,6 +112,9 @@ impl Compute for AzureRm {
     fn deploy_process_server(spec: ProcessServerSpec) -> Result<Operation, AdapterError> {
         compute::deploy_process_server(&Site::load()?, spec)
     }
+    fn create_vm_from_disks(spec: VmSpec, attach: Vec<String>) -> Result<Operation, AdapterError> {
+        compute::create_vm_from_disks(&Site::load()?, spec, attach)
+    }
     fn poll_operation(id: String) -> Result<Operation, AdapterError> {
         operations::poll(&Site::load()?, &id)
     }
@@ -135,6 +138,12 @@ impl Disks for AzureRm {
     }
     fn write(_handle: String, _offset: u64, _data: Vec<u8>) -> Result<(), AdapterError> {
         Err(error::unsupported("azure-rm hands out page-blob SAS locators; write through the locator's URL"))
+    }
+    fn create_disk(spec: NewDisk) -> Result<Operation, AdapterError> {
+        disks::create_disk(&Site::load()?, spec)
+    }
+    fn delete_disk(disk: String) -> Result<Operation, AdapterError> {
+        disks::delete_disk(&Site::load()?, &disk)
     }
 }
 

@@ -14,7 +14,7 @@ macro_rules! vsphere_adapter {
         use std::rc::Rc;
 
         use $crate::bindings::exports::homeward::adapter::compute::{DiskSpec, Guest as Compute, Operation, PowerOffMode, ProcessServerSpec, VmSpec};
-        use $crate::bindings::exports::homeward::adapter::disks::{AccessMode, ChangeSet, DiskAccess, Guest as Disks};
+        use $crate::bindings::exports::homeward::adapter::disks::{AccessMode, ChangeSet, DiskAccess, Guest as Disks, NewDisk};
         use $crate::bindings::exports::homeward::adapter::inventory::{DatastoreInfo, Guest as Inventory, HostInfo, NetworkInfo, PrivilegeCheck, VmInfo};
         use $crate::bindings::exports::homeward::adapter::site::{Guest as Site, SiteInfo};
         use $crate::error;
@@ -92,6 +92,12 @@ macro_rules! vsphere_adapter {
             fn poll_operation(id: String) -> Result<Operation, AdapterError> {
                 tasks::poll(&*client()?, &id)
             }
+            fn create_vm_from_disks(spec: VmSpec, _attach: Vec<String>) -> Result<Operation, AdapterError> {
+                Err(error::unsupported(format!(
+                    "VM {}: vSphere replicas are the disks of a VM; create the VM with create-vm and replicate into its disks",
+                    spec.name
+                )))
+            }
         }
 
         impl Disks for $ty {
@@ -112,6 +118,15 @@ macro_rules! vsphere_adapter {
             }
             fn write(handle: String, _offset: u64, _data: Vec<u8>) -> Result<(), AdapterError> {
                 Err(disks::not_served(&handle))
+            }
+            fn create_disk(spec: NewDisk) -> Result<Operation, AdapterError> {
+                Err(error::unsupported(format!(
+                    "disk {}: vSphere disks belong to VMs; use create-vm or attach-disk",
+                    spec.name
+                )))
+            }
+            fn delete_disk(disk: String) -> Result<Operation, AdapterError> {
+                Err(error::unsupported(format!("disk {disk}: vSphere disks belong to VMs; use detach-disk with delete-backing")))
             }
         }
 

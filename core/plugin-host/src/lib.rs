@@ -15,6 +15,8 @@
 //! fresh one, and the host and other adapters go on serving.
 //!
 //! Native disk transports (trusted code, loaded with `libloading`) live in [`native`].
+//! [`transports`] makes served-by-adapter disks and native disks
+//! [`homeward_replication::transport::Transport`]s for the data path.
 
 pub mod bindings;
 pub mod cache;
@@ -28,6 +30,7 @@ pub mod native;
 pub mod outbound;
 pub mod plugin;
 mod state;
+pub mod transports;
 pub mod verify;
 
 pub use bindings::AdapterError;
@@ -35,3 +38,4 @@ pub use engine::{EngineOptions, PluginEngine};
 pub use error::{CallError, LoadError};
 pub use inspect::{ComponentInfo, Manifest, SUPPORTED_WIT_VERSION};
 pub use plugin::{Plugin, PluginSpec, Preopen};
+pub use transports::{NativeDiskTransport, ServedTransport, open_disk_access};

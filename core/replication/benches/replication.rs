@@ -2,7 +2,9 @@
 //! against a baseline measured in the same run on the same machine.
 //!
 //! `HOMEWARD_BENCH_SIZE` sets the image size (bytes, or with a K/M/G suffix; default 4G);
-//! `HOMEWARD_BENCH_DIR` where the images go (default: the system temp dir). Cold runs evict
+//! `HOMEWARD_BENCH_DIR` where the images go (default: the system temp dir);
+//! `HOMEWARD_BENCH_ONLY` a comma-separated subset of `compression,copy,cycle,resync,memory`
+//! to run (default: all), for quick iteration on one figure. Cold runs evict
 //! the images from the page cache with `posix_fadvise(DONTNEED)`, which needs no root.
 
 use std::{
@@ -188,6 +190,28 @@ async fn read_changed_and_write(src: &FileTransport, scratch: &FileTransport, ch
     start.elapsed()
 }
 
+/// The same baseline with plain `pwrite`s, as `cp` or `dd` would write: the kernel starts
+/// writing back only at the flush. `FileTransport` starts writeback as it writes, which
+/// makes [`read_changed_and_write`] the stricter baseline of the two.
+async fn read_changed_and_pwrite(src: &FileTransport, scratch: &Path, changed: &[Extent]) -> Duration {
+    let file = Arc::new(std::fs::OpenOptions::new().write(true).open(scratch).unwrap());
+    let start = Instant::now();
+    futures::stream::iter(changed.iter().copied())
+        .map(|e| {
+            let file = file.clone();
+            async move {
+                let data = src.read_at(e.offset, e.len as usize).await.unwrap();
+                tokio::task::spawn_blocking(move || file.write_all_at(&data, e.offset).unwrap()).await.unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let f = file.clone();
+    tokio::task::spawn_blocking(move || f.sync_data().unwrap()).await.unwrap();
+    start.elapsed()
+}
+
 /// Baseline for a resync: `cat` both images to /dev/null side by side.
 fn cat_both(a: &Path, b: &Path) -> Duration {
     let start = Instant::now();
@@ -238,6 +262,10 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
     let baseline = read_changed_and_write(&src, &scratch, &changed).await;
     drop(scratch);
     std::fs::remove_file(dir.join("scratch.img")).unwrap();
+    let plain_path = dir.join("scratch-plain.img");
+    drop(FileTransport::create(&plain_path, size).unwrap());
+    let plain = read_changed_and_pwrite(&src, &plain_path, &changed).await;
+    std::fs::remove_file(&plain_path).unwrap();
 
     // In process (the default single-machine setup): journal undo + redo, commit, apply.
     let journal_dir = dir.join(format!("journal-{fraction}"));
@@ -251,6 +279,7 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
     let engine = start.elapsed();
     assert_eq!(r.bytes_changed, changed_bytes);
     report(&format!("cycle {:.0}% in process (journal+apply)", fraction * 100.0), engine, baseline, "read changed + write + 1 flush", "<= 1.5x");
+    report(&format!("cycle {:.0}% in process (journal+apply)", fraction * 100.0), engine, plain, "same, plain pwrite + 1 fsync", "<= 1.5x");
     drop(mt);
     std::fs::remove_dir_all(&journal_dir).unwrap();
 
@@ -277,6 +306,7 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
     session.close().await.unwrap();
     server.abort();
     report(&format!("cycle {:.0}% over TCP, zstd-1", fraction * 100.0), engine, baseline, "read changed + write + 1 flush", "<= 1.5x");
+    report(&format!("cycle {:.0}% over TCP, zstd-1", fraction * 100.0), engine, plain, "same, plain pwrite + 1 fsync", "<= 1.5x");
     println!(
         "wire {:.0}%: {} changed bytes, {} sent ({:.2}x smaller)  goal: sent <= changed",
         fraction * 100.0,
@@ -411,20 +441,32 @@ fn main() {
     let start = Instant::now();
     make_image(&src_path, size, &mut rng, &material);
     println!("image: {} MiB allocated, generated in {:.1}s", allocated_bytes(&src_path) >> 20, secs(start.elapsed()));
-    compression_figures(&src_path, size, &mut rng);
+    let only = std::env::var("HOMEWARD_BENCH_ONLY").ok();
+    let run = |what: &str| only.as_deref().is_none_or(|list| list.split(',').any(|w| w.trim() == what));
+    if run("compression") {
+        compression_figures(&src_path, size, &mut rng);
+    }
     runtime.block_on(async {
-        full_copy_figure(dir.path(), size).await;
-        sparse_copy(&src_path, &dir.path().join("replica.img"));
-        for fraction in [0.01, 0.10] {
-            cycle_figures(dir.path(), size, fraction, &mut rng, &material).await;
-            // Bring the replica level with the source for the next round.
-            sparse_copy(&src_path, &dir.path().join("replica.img"));
+        if run("copy") {
+            full_copy_figure(dir.path(), size).await;
         }
-        for fraction in [0.01, 0.10] {
-            resync_figures(dir.path(), size, fraction, &mut rng, &material).await;
+        if run("cycle") {
+            sparse_copy(&src_path, &dir.path().join("replica.img"));
+            for fraction in [0.01, 0.10] {
+                cycle_figures(dir.path(), size, fraction, &mut rng, &material).await;
+                // Bring the replica level with the source for the next round.
+                sparse_copy(&src_path, &dir.path().join("replica.img"));
+            }
+        }
+        if run("resync") {
+            for fraction in [0.01, 0.10] {
+                resync_figures(dir.path(), size, fraction, &mut rng, &material).await;
+            }
         }
         println!("memory: peak RSS after the {} MiB runs {:.0} MiB  goal <= 256 MiB", size >> 20, peak_rss_mib());
-        big_sparse_memory(dir.path(), size, &mut rng, &material).await;
+        if run("memory") {
+            big_sparse_memory(dir.path(), size, &mut rng, &material).await;
+        }
     });
     let _ = Bytes::new();
 }

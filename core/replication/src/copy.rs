@@ -49,7 +49,7 @@ pub async fn copy_allocated(
         let mut done = futures::stream::iter(chunks)
             .map(|c| async move {
                 let data: Bytes = source.read_at(c.offset, c.len as usize).await?;
-                if data.iter().all(|b| *b == 0) {
+                if crate::hash::is_zero(&data) {
                     return Ok::<_, TransportError>((c.len, 0));
                 }
                 target.write_at(c.offset, data).await?;

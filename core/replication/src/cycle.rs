@@ -24,8 +24,12 @@ use crate::{
 pub const MAX_BLOCK: u64 = 1 << 20;
 /// Reads (and compressions) in flight on the process server.
 pub const READS_IN_FLIGHT: usize = 16;
-/// Blocks the master target gathers before reading their undo data together.
-const UNDO_BATCH: usize = 16;
+/// Blocks the master target gathers before reading their undo data together: enough
+/// reads at once to keep the replica's disk busy.
+const UNDO_BATCH: usize = 64;
+/// ... but never more than this many bytes of blocks, which bounds memory (the batch
+/// holds the blocks and then their undo bytes) whatever the block size.
+const UNDO_BATCH_BYTES: u64 = 16 << 20;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -166,7 +170,7 @@ pub async fn send_cycle<S: CycleSink>(
 
 async fn read_block(source: &dyn Transport, disk: u32, piece: Extent, codec: Codec) -> Result<WireBlock, TransportError> {
     let data = source.read_at(piece.offset, piece.len as usize).await?;
-    let zero = data.iter().all(|b| *b == 0);
+    let zero = crate::hash::is_zero(&data);
     let (used, payload) = if zero { (Codec::None, Bytes::new()) } else {
         let (used, packed) = codec.compress(&data);
         (used, if used == Codec::None { data } else { Bytes::from(packed) })
@@ -261,7 +265,8 @@ impl CycleSink for MasterTarget {
     async fn block(&mut self, block: WireBlock) -> Result<(), ReplicationError> {
         let data = block.data().map_err(|m| JournalError::Protocol(format!("block at {}: {m}", block.offset)))?;
         self.batch.push((block.disk, block.offset, data, block.len));
-        if self.batch.len() >= UNDO_BATCH {
+        let bytes: u64 = self.batch.iter().map(|b| u64::from(b.3)).sum();
+        if self.batch.len() >= UNDO_BATCH || bytes >= UNDO_BATCH_BYTES {
             self.flush_batch().await?;
         }
         Ok(())

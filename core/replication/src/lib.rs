@@ -3,7 +3,10 @@
 //! - [`transport`]: reading and writing disks named by locators (datastore files with
 //!   `SEEK_DATA`/`SEEK_HOLE`, HTTP range as in vSphere `/folder`, Azure page blobs with
 //!   Put Page and Get Page Ranges). The trait is object safe so the plugin host can add the
-//!   served-by-adapter and native-plugin transports from outside.
+//!   served-by-adapter and native-plugin transports from outside. An adapter's locator,
+//!   with its request headers, container format and data offset, opens as a
+//!   [`transport::Window`] onto exactly the disk's bytes ([`transport::open_adapter_locator`]),
+//!   so a fixed VHD's footer or a container header is never read or written as disk data.
 //! - [`journal`]: the retention journal: segments of CRC32C-checked records holding, for
 //!   every write of a cycle, the bytes it overwrote (undo) and the bytes it wrote (redo),
 //!   plus commit and applied marks that make recovery points. Torn tails are cut at open;

@@ -8,7 +8,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::{
     error::{ReplicationError, TransportError},
     extent::{Extent, align_to_blocks},
-    hash::{DEFAULT_BLOCK, Digest, HASH_IN_FLIGHT, HASH_READ, HashTree, block_digests, digest_blocks, zero_digest},
+    hash::{DEFAULT_BLOCK, Digest, HASH_IN_FLIGHT, HASH_READ, HashTree, block_digests, digest_blocks, is_zero, zero_digest},
     progress::ProgressReporter,
     transport::Transport,
 };
@@ -82,7 +82,7 @@ async fn send_blocks(
             let offset = first * block;
             let len = (n * block).min(size - offset);
             let data: Bytes = source.read_at(offset, len as usize).await?;
-            if data.iter().all(|b| *b == 0) {
+            if is_zero(&data) {
                 target.write_zeroes(offset, len).await?;
             } else {
                 target.write_at(offset, data).await?;
@@ -96,10 +96,10 @@ async fn send_blocks(
     Ok(sent)
 }
 
-/// Reads both disks chunk by chunk (several chunks in flight, both sides of a chunk at
-/// once), hashes each block, and writes the differing blocks of a chunk to the target
-/// straight from the bytes just read, so sending overlaps hashing and the source is read
-/// only once. Returns both sides' digests (the target's as they were before the writes),
+/// Hashes both disks chunk by chunk (several chunks in flight, both sides of a chunk at
+/// once, each on the blocking pool) and writes the differing blocks of a chunk to the
+/// target as soon as they are known, so sending overlaps hashing. Only differing blocks
+/// are read out of the source; the rest are hashed in place. Returns both sides' digests (the target's as they were before the writes),
 /// the differing blocks, and the bytes written.
 async fn compare_and_send(
     source: &dyn Transport,
@@ -123,22 +123,23 @@ async fn compare_and_send(
     let mut sent = 0u64;
     let mut results = futures::stream::iter(chunks)
         .map(|c| async move {
-            let (s, d) = futures::try_join!(source.read_at(c.offset, c.len as usize), target.read_at(c.offset, c.len as usize))?;
-            let s_digests: Vec<Digest> = digest_blocks(&s, block).collect();
-            let d_digests: Vec<Digest> = digest_blocks(&d, block).collect();
+            // Both sides are hashed where they lie, on the blocking pool: nothing is copied
+            // unless it differs.
+            let (s_digests, d_digests) =
+                futures::try_join!(source.block_digests_at(c.offset, c.len, block), target.block_digests_at(c.offset, c.len, block))?;
             let first = c.offset / block;
             let bad: Vec<u64> = (0..s_digests.len()).filter(|i| s_digests[*i] != d_digests[*i]).map(|i| first + i as u64).collect();
             let mut written = 0u64;
             for (run_first, n) in runs(&bad, u64::MAX) {
-                let at = ((run_first - first) * block) as usize;
-                let len = ((n * block) as usize).min(s.len() - at);
-                let data = s.slice(at..at + len);
-                if data.iter().all(|x| *x == 0) {
-                    target.write_zeroes(run_first * block, len as u64).await?;
+                let offset = run_first * block;
+                let len = (n * block).min(c.end() - offset);
+                let data = source.read_at(offset, len as usize).await?;
+                if is_zero(&data) {
+                    target.write_zeroes(offset, len).await?;
                 } else {
-                    target.write_at(run_first * block, data).await?;
+                    target.write_at(offset, data).await?;
                 }
-                written += len as u64;
+                written += len;
             }
             Ok::<_, TransportError>((c, s_digests, d_digests, bad, written))
         })
@@ -189,8 +190,7 @@ pub async fn resync(
             for (first, n) in runs(&differing, 16) {
                 let offset = first * block;
                 let len = (n * block).min(size - offset);
-                let data = target.read_at(offset, len as usize).await?;
-                for (i, d) in digest_blocks(&data, block).enumerate() {
+                for (i, d) in target.block_digests_at(offset, len, block).await?.into_iter().enumerate() {
                     dst[first as usize + i] = d;
                 }
             }

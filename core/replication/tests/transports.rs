@@ -12,7 +12,10 @@ use homeward_replication::{
     copy::copy_allocated,
     extent::Extent,
     resync::{ResyncOptions, Verified, resync},
-    transport::{FileTransport, HttpRangeTransport, Locator, MemoryTransport, PageBlobTransport, Transport, open_locator},
+    transport::{
+        AdapterLocator, DiskFormat, FileTransport, HttpRangeTransport, Locator, MemoryTransport, PageBlobTransport, Transport,
+        open_adapter_locator, open_locator,
+    },
 };
 
 fn url(server: &Server, path: &str) -> reqwest::Url {
@@ -130,4 +133,130 @@ async fn copy_never_writes_holes_or_zero_chunks() {
     assert!(dst_alloc <= 2 << 20, "target stays sparse: {dst_alloc}");
     assert_eq!(std::fs::read(&src_path).unwrap(), std::fs::read(dir.path().join("dst.img")).unwrap());
     let _ = Arc::new(MemoryTransport::new("unused", 1)) as Arc<dyn Transport>;
+}
+
+/// A fixed VHD: `data` followed by a 512-byte footer of 0xCF bytes.
+fn vhd(data: &[u8]) -> Vec<u8> {
+    let mut v = data.to_vec();
+    v.extend_from_slice(&[0xCF; 512]);
+    v
+}
+
+#[tokio::test]
+async fn an_http_locator_sends_its_headers_and_windows_a_vhd() {
+    let server = Server::start().await;
+    let mut rng = Rng(11);
+    // A 4 KiB header before the disk, the disk, and the VHD footer.
+    let disk = rng.bytes(2 << 20);
+    let mut container = vec![0x11u8; 4096];
+    container.extend_from_slice(&vhd(&disk));
+    server.put_file("/auth/folder/vm/disk.vhd", container.clone());
+    let url = format!("http://{}/auth/folder/vm/disk.vhd?dcPath=dc1", server.addr);
+    let headers = vec![
+        ("Cookie".to_string(), "vmware_soap_session=s3cr3t".to_string()),
+        ("Authorization".to_string(), "Bearer t0ken".to_string()),
+    ];
+    let locator = AdapterLocator::HttpRange { url: url.clone(), headers: headers.clone(), format: DiskFormat::VhdFixed, data_offset: 4096 };
+    let debug = format!("{locator:?}");
+    assert!(!debug.contains("s3cr3t") && !debug.contains("t0ken") && debug.contains("Cookie"), "{debug}");
+
+    // Without a capacity the window ends where the footer starts.
+    let window = open_adapter_locator(&locator, None, true).await.unwrap();
+    assert_eq!(window.size().await.unwrap(), 2 << 20);
+    assert!(!format!("{window:?}").contains("s3cr3t"));
+    assert_eq!(&window.read_at(0, 4096).await.unwrap()[..], &disk[..4096]);
+    assert_eq!(window.allocated_extents().await.unwrap(), vec![Extent::new(0, 2 << 20)]);
+    // Writes go through the window, headers and all, and never reach the footer.
+    let patch = rng.bytes(70_000);
+    window.write_at((2 << 20) - 70_000, Bytes::from(patch.clone())).await.unwrap();
+    assert!(matches!(window.write_at((2 << 20) - 1, Bytes::from_static(b"xx")).await.unwrap_err(), TransportError::Invalid { .. }));
+    let mut want = container;
+    want[4096 + (2 << 20) - 70_000..4096 + (2 << 20)].copy_from_slice(&patch);
+    assert_eq!(server.file("/auth/folder/vm/disk.vhd"), want);
+
+    // A capacity that would swallow the footer is refused up front.
+    let err = open_adapter_locator(&locator, Some((2 << 20) + 512), false).await.unwrap_err();
+    assert!(matches!(err, TransportError::Invalid { .. }), "{err:?}");
+    // Without the headers the endpoint refuses, and no header value shows in the error.
+    let bare = HttpRangeTransport::new(reqwest::Client::new(), reqwest::Url::parse(&url).unwrap());
+    assert!(matches!(bare.size().await.unwrap_err(), TransportError::Http { status: 401, .. }));
+    let bad = vec![("Cookie".to_string(), "line\nbreak s3cr3t".to_string())];
+    let err = HttpRangeTransport::with_headers(reqwest::Url::parse(&url).unwrap(), &bad).unwrap_err();
+    assert!(!err.to_string().contains("s3cr3t") && err.to_string().contains("Cookie"), "{err}");
+}
+
+#[tokio::test]
+async fn a_file_locator_with_a_data_offset_copies_and_resyncs_only_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 4u64 << 20;
+    let mut rng = Rng(12);
+    let src_path = dir.path().join("src.vhd");
+    let dst_path = dir.path().join("dst.img");
+    // Source: a 64 KiB header, a sparse disk with a few extents, the footer.
+    {
+        let f = std::fs::File::create(&src_path).unwrap();
+        f.set_len(65536 + size + 512).unwrap();
+    }
+    common::write_at(&src_path, 0, &[0x48; 65536]);
+    common::write_at(&src_path, 65536 + size, &[0xCF; 512]);
+    for at in [0u64, 1 << 20, (4 << 20) - 65536] {
+        common::write_at(&src_path, 65536 + at, &rng.bytes(65536));
+    }
+    common::sparse(&dst_path, size);
+    let src = open_adapter_locator(
+        &AdapterLocator::File { path: src_path.clone(), format: DiskFormat::VhdFixed, data_offset: 65536 },
+        Some(size),
+        false,
+    )
+    .await
+    .unwrap();
+    let dst = open_adapter_locator(&AdapterLocator::File { path: dst_path.clone(), format: DiskFormat::Raw, data_offset: 0 }, None, true)
+        .await
+        .unwrap();
+    let allocated = src.allocated_extents().await.unwrap();
+    assert!(allocated.iter().all(|e| e.end() <= size), "{allocated:?}");
+    let report = copy_allocated(&src, &dst, None).await.unwrap();
+    assert!(report.bytes_read < size, "header, footer and holes are not read: {report:?}");
+    let raw = std::fs::read(&src_path).unwrap();
+    assert_eq!(std::fs::read(&dst_path).unwrap(), &raw[65536..65536 + size as usize]);
+    // Fail back onto the container: only the differing block goes, the header and
+    // footer stay as they were.
+    common::write_at(&dst_path, 2 << 20, b"drift");
+    let src_rw = open_adapter_locator(
+        &AdapterLocator::File { path: src_path.clone(), format: DiskFormat::VhdFixed, data_offset: 65536 },
+        None,
+        true,
+    )
+    .await
+    .unwrap();
+    let r = resync(&dst, &src_rw, ResyncOptions { full_verify: true, ..Default::default() }, None).await.unwrap();
+    assert_eq!((r.blocks_sent, r.verified), (1, Verified::Identical));
+    let raw = std::fs::read(&src_path).unwrap();
+    assert!(raw[..65536].iter().all(|b| *b == 0x48) && raw[65536 + size as usize..].iter().all(|b| *b == 0xCF));
+    assert_eq!(&raw[65536..65536 + size as usize], &std::fs::read(&dst_path).unwrap()[..]);
+}
+
+#[tokio::test]
+async fn page_ranges_of_a_vhd_blob_are_shifted_through_the_window() {
+    let server = Server::start().await;
+    // A managed disk: 8 MiB of disk and its footer in the last page.
+    let size = 8u64 << 20;
+    server.create_blob("os.vhd", size + 512);
+    let url = format!("http://{}/blob/os.vhd?sv=2021&sig=secret", server.addr);
+    let raw = PageBlobTransport::new(reqwest::Client::new(), reqwest::Url::parse(&url).unwrap());
+    raw.write_at(size, Bytes::from(vec![0xCF; 512])).await.unwrap();
+    let window = open_adapter_locator(&AdapterLocator::PageBlob { url, format: DiskFormat::VhdFixed }, None, true).await.unwrap();
+    assert_eq!(window.size().await.unwrap(), size);
+    assert!(window.allocated_extents().await.unwrap().is_empty(), "the footer is not disk data");
+    window.write_at(4096, Bytes::from(vec![1u8; 1024])).await.unwrap();
+    window.write_at(size - 512, Bytes::from(vec![2u8; 512])).await.unwrap();
+    let want = vec![Extent::new(4096, 1024), Extent::new(size - 512, 512)];
+    assert_eq!(window.allocated_extents().await.unwrap(), want);
+    let diff = window.page_ranges(Some("2026-11-21T10:00:00.0000000Z")).await.unwrap();
+    assert_eq!(diff.changed, want, "the footer page is clipped off the diff");
+    assert!(diff.cleared.is_empty());
+    // The same diff seen through a window with a data offset is shifted.
+    let shifted = raw.page_ranges(None).await.unwrap().windowed(4096, size - 4096);
+    assert_eq!(shifted.changed, vec![Extent::new(0, 1024), Extent::new(size - 4096 - 512, 512)]);
+    assert_eq!(&server.file("/blob/os.vhd")[size as usize..], &[0xCF; 512][..]);
 }

@@ -72,7 +72,7 @@ fn io_err(op: &'static str, path: &Path, source: std::io::Error) -> TransportErr
 
 /// Reads exactly `len` bytes at `offset` into a fresh buffer without zero-filling it
 /// first: at disk speeds the memset costs as much CPU as hashing the block.
-fn read_exact_uninit(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_exact_uninit(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut buf: Vec<u8> = Vec::with_capacity(len);
     let mut done = 0usize;
     while done < len {
@@ -102,6 +102,84 @@ fn read_exact_uninit(file: &File, offset: u64, len: usize) -> std::io::Result<Ve
         unsafe { buf.set_len(done) };
     }
     Ok(buf)
+}
+
+/// Hashes `[offset, offset + len)` of the file block by block where the bytes lie: the
+/// range is mapped (populated in one call) instead of copied out of the page cache, which
+/// for a warm resync costs as much CPU as the hashing itself. Ranges that cannot be mapped
+/// (unaligned, past the end, a file system without mmap) are read instead.
+///
+/// A mapped file that shrinks under the mapping raises SIGBUS. The size is checked first;
+/// a disk image being truncated while it is hashed is outside what a replication source
+/// may do, as for any mmap reader.
+/// Ranges shorter than this are read rather than mapped.
+const MIN_MAP: u64 = 1 << 20;
+
+fn digest_in_place(file: &File, offset: u64, len: u64, block: u64) -> std::io::Result<Vec<crate::hash::Digest>> {
+    let size = file.metadata()?.len();
+    let page = 4096;
+    let fits = offset.checked_add(len).is_some_and(|end| end <= size);
+    if fits && len > 0 && block > 0 {
+        // A range that is one hole (the target of an initial sync) is zeros: no I/O.
+        // SAFETY: lseek on a valid fd; all I/O here is positional, so moving the shared
+        // offset is harmless.
+        let data = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, libc::SEEK_DATA) };
+        let no_data = if data < 0 { std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) } else { data as u64 >= offset + len };
+        if no_data {
+            let full = crate::hash::zero_digest(block);
+            return Ok((0..len.div_ceil(block))
+                .map(|i| if (i + 1) * block <= len { full } else { crate::hash::zero_digest(len - i * block) })
+                .collect());
+        }
+    }
+    // Mapping costs a few syscalls and page-table work per call, which only pays off over
+    // large ranges; small ones (sparse disks' scattered extents) are read.
+    if len < MIN_MAP || !fits || !offset.is_multiple_of(page) || block == 0 {
+        let data = if fits { read_exact_uninit(file, offset, len as usize)? } else {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "range past the end of the file"));
+        };
+        return Ok(crate::hash::digest_blocks(&data, block.max(1)).collect());
+    }
+    // SAFETY: a fresh read-only shared mapping of `len` bytes of a file we hold open,
+    // inside its current size; it is only read through the slice below and unmapped
+    // before returning.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len as usize,
+            libc::PROT_READ,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            file.as_raw_fd(),
+            offset as libc::off_t,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        let data = read_exact_uninit(file, offset, len as usize)?;
+        return Ok(crate::hash::digest_blocks(&data, block).collect());
+    }
+    // SAFETY: the mapping is `len` readable bytes and lives until munmap below.
+    let data = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len as usize) };
+    let digests = crate::hash::digest_blocks(data, block).collect();
+    // SAFETY: unmaps exactly the mapping made above; `data` is not used after this.
+    unsafe { libc::munmap(ptr, len as usize) };
+    Ok(digests)
+}
+
+/// Starts writing `[offset, offset + len)` back to the disk without waiting for it.
+///
+/// Every writer of the data path ends with a flush (fsync). Left alone, the kernel
+/// writes a large batch only then, so the flush costs as long as writing all of it while
+/// nothing else runs; started here, the disk writes overlap with reading and hashing
+/// what comes next, and the flush only waits for the tail. It makes nothing durable by
+/// itself, and errors are left for the flush to report.
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: sync_file_range on a valid fd; it only schedules I/O of the page cache.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset as libc::off64_t, len as libc::off64_t, libc::SYNC_FILE_RANGE_WRITE);
+    }
 }
 
 /// Walks the file's data ranges with `SEEK_DATA`/`SEEK_HOLE`. File systems without
@@ -165,7 +243,11 @@ impl Transport for FileTransport {
     }
 
     fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()> {
-        self.blocking(move |file, path| file.write_all_at(&data, offset).map_err(|e| io_err("write", path, e)))
+        self.blocking(move |file, path| {
+            file.write_all_at(&data, offset).map_err(|e| io_err("write", path, e))?;
+            start_writeback(file, offset, data.len() as u64);
+            Ok(())
+        })
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> TransportFuture<'_, ()> {
@@ -196,6 +278,17 @@ impl Transport for FileTransport {
 
     fn flush(&self) -> TransportFuture<'_, ()> {
         self.blocking(|file, path| file.sync_data().map_err(|e| io_err("fsync", path, e)))
+    }
+
+    fn block_digests_at(&self, offset: u64, len: u64, block: u64) -> TransportFuture<'_, Vec<crate::hash::Digest>> {
+        self.blocking(move |file, path| match digest_in_place(file, offset, len, block) {
+            Ok(d) => Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                check_range(&path.display().to_string(), offset, len, file.metadata().map_err(|e| io_err("stat", path, e))?.len())?;
+                Err(io_err("hash", path, e))
+            }
+            Err(e) => Err(io_err("hash", path, e)),
+        })
     }
 }
 

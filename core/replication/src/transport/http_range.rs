@@ -11,7 +11,7 @@ use crate::{error::TransportError, extent::Extent};
 const MAX_PUT: u64 = 4 << 20;
 
 /// A disk file served over HTTP(S) with range support.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpRangeTransport {
     client: Client,
     url: Url,
@@ -20,11 +20,30 @@ pub struct HttpRangeTransport {
     size: std::sync::Arc<tokio::sync::OnceCell<u64>>,
 }
 
+impl std::fmt::Debug for HttpRangeTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client's default headers and the URL's query may hold session tickets.
+        f.debug_struct("HttpRangeTransport").field("url", &redact(&self.url)).finish_non_exhaustive()
+    }
+}
+
 impl HttpRangeTransport {
     /// A transport for the file at `url`, using `client` (which carries any credentials or
     /// cookies the endpoint needs).
     pub fn new(client: Client, url: Url) -> Self {
         Self { client, url, size: Default::default() }
+    }
+
+    /// A transport for the file at `url` that sends `headers` with every request: the
+    /// `headers` of an adapter's `http-locator` (a vSphere session cookie, an
+    /// authorization). Header values are credentials: they are marked sensitive and never
+    /// appear in logs, errors or `Debug` output.
+    pub fn with_headers(url: Url, headers: &[(String, String)]) -> Result<Self, TransportError> {
+        let client = Client::builder()
+            .default_headers(header_map(&url, headers)?)
+            .build()
+            .map_err(|e| unreachable("building the HTTP client for", &url, e))?;
+        Ok(Self::new(client, url))
     }
 
     fn target(&self) -> String {
@@ -60,6 +79,23 @@ impl HttpRangeTransport {
     }
 }
 
+/// Turns `(name, value)` pairs into a header map with every value marked sensitive.
+/// Errors name the offending header but never show its value.
+pub(crate) fn header_map(url: &Url, headers: &[(String, String)]) -> Result<header::HeaderMap, TransportError> {
+    let mut map = header::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let invalid = |what: &str| TransportError::Invalid {
+            target: redact(url),
+            message: format!("the locator's header `{name}` has an invalid {what}"),
+        };
+        let name = header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid("name"))?;
+        let mut value = header::HeaderValue::from_str(value).map_err(|_| invalid("value"))?;
+        value.set_sensitive(true);
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
 /// The URL without its query string, which may hold a SAS token or session ticket.
 pub(crate) fn redact(url: &Url) -> String {
     let mut u = url.clone();
@@ -68,7 +104,8 @@ pub(crate) fn redact(url: &Url) -> String {
 }
 
 pub(crate) fn unreachable(op: &'static str, url: &Url, e: reqwest::Error) -> TransportError {
-    TransportError::Unreachable { op, target: redact(url), message: e.to_string() }
+    // reqwest's message repeats the full URL, query (SAS token) included.
+    TransportError::Unreachable { op, target: redact(url), message: e.without_url().to_string() }
 }
 
 pub(crate) async fn expect(

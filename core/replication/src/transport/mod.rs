@@ -8,16 +8,19 @@ mod http_range;
 mod locator;
 mod memory;
 mod page_blob;
+mod window;
 
 use std::{fmt::Debug, future::Future, pin::Pin};
 
 use bytes::Bytes;
 
 pub use file::FileTransport;
+pub(crate) use file::{read_exact_uninit, start_writeback};
 pub use http_range::HttpRangeTransport;
-pub use locator::{Locator, open_locator};
+pub use locator::{AdapterLocator, DiskFormat, Locator, open_adapter_locator, open_locator};
 pub use memory::MemoryTransport;
-pub use page_blob::{PAGE_SIZE, MAX_PUT_PAGE, PageBlobTransport};
+pub use page_blob::{PAGE_SIZE, MAX_PUT_PAGE, PageBlobTransport, PageRangeDiff};
+pub use window::Window;
 
 use crate::{error::TransportError, extent::Extent};
 
@@ -50,6 +53,23 @@ pub trait Transport: Send + Sync + Debug {
 
     /// Makes every completed write durable.
     fn flush(&self) -> TransportFuture<'_, ()>;
+
+    /// The BLAKE3 digests of the `block`-sized blocks of `[offset, offset + len)`, in
+    /// order (the last one may be shorter). `offset` is a multiple of `block`.
+    ///
+    /// Hashing is where a resync spends its CPU, so it runs on the blocking pool, where
+    /// several ranges hash on every core at once while the async workers keep reads in
+    /// flight. The default reads the range with [`Transport::read_at`]; transports that
+    /// can hash their bytes where they lie (a file in the page cache) override it to skip
+    /// the copy.
+    fn block_digests_at(&self, offset: u64, len: u64, block: u64) -> TransportFuture<'_, Vec<crate::hash::Digest>> {
+        Box::pin(async move {
+            let data = self.read_at(offset, len as usize).await?;
+            tokio::task::spawn_blocking(move || crate::hash::digest_blocks(&data, block).collect())
+                .await
+                .map_err(|e| TransportError::Invalid { target: self.describe(), message: format!("hashing task failed: {e}") })
+        })
+    }
 }
 
 /// Checks that `[offset, offset+len)` lies inside a disk of `size` bytes.

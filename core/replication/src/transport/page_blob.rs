@@ -18,7 +18,7 @@ pub const MAX_PUT_PAGE: u64 = 4 << 20;
 const API_VERSION: &str = "2021-08-06";
 
 /// A page blob. The SAS token in the URL is the only credential; it is never logged.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PageBlobTransport {
     client: Client,
     url: Url,
@@ -31,6 +31,25 @@ pub struct PageRangeDiff {
     pub changed: Vec<Extent>,
     /// Ranges cleared since the snapshot.
     pub cleared: Vec<Extent>,
+}
+
+impl std::fmt::Debug for PageBlobTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The query string is the SAS token.
+        f.debug_struct("PageBlobTransport").field("url", &redact(&self.url)).finish_non_exhaustive()
+    }
+}
+
+impl PageRangeDiff {
+    /// The diff as seen through a window of `capacity` bytes at `data_offset` of the blob
+    /// (see [`super::Window`]): ranges clipped to the window and shifted to its
+    /// coordinates. A fixed VHD's footer, for one, never shows up as a change.
+    pub fn windowed(&self, data_offset: u64, capacity: u64) -> PageRangeDiff {
+        PageRangeDiff {
+            changed: super::window::clip_shift(&self.changed, data_offset, capacity),
+            cleared: super::window::clip_shift(&self.cleared, data_offset, capacity),
+        }
+    }
 }
 
 impl PageBlobTransport {

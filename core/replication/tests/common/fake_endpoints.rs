@@ -100,6 +100,13 @@ async fn handle(State(store): State<Shared>, method: Method, uri: Uri, headers: 
             return status(StatusCode::BAD_REQUEST, "MissingRequiredHeader x-ms-version");
         }
     }
+    // Files under /auth/ behave like vSphere's /folder behind a session: every request
+    // must carry the session cookie and the authorization header.
+    if path.starts_with("/auth/")
+        && (header(&headers, "cookie") != Some("vmware_soap_session=s3cr3t") || header(&headers, "authorization") != Some("Bearer t0ken"))
+    {
+        return status(StatusCode::UNAUTHORIZED, "no session");
+    }
     let Some(len) = s.files.get(&path).map(|f| f.len() as u64) else {
         return status(StatusCode::NOT_FOUND, "BlobNotFound");
     };

@@ -10,6 +10,7 @@ use std::process::Command;
 const WASM_PACKAGES: &[(&str, &str)] = &[
     ("homeward-adapter-template", "ADAPTER_TEMPLATE"),
     ("homeward-fixture-misbehave", "FIXTURE_MISBEHAVE"),
+    ("homeward-fixture-broken", "FIXTURE_BROKEN"),
     // vmware adapters (add below)
     ("homeward-vmware-vcenter", "VMWARE_VCENTER"),
     ("homeward-vmware-esxi", "VMWARE_ESXI"),

@@ -16,6 +16,12 @@ pub fn fixture_misbehave() -> &'static Path {
     Path::new(env!("HOMEWARD_WASM_FIXTURE_MISBEHAVE"))
 }
 
+/// The adapter template with one deliberate contract defect chosen by its config key
+/// `defect` (`tests/fixtures/broken`): proves the test kit catches each defect.
+pub fn fixture_broken() -> &'static Path {
+    Path::new(env!("HOMEWARD_WASM_FIXTURE_BROKEN"))
+}
+
 /// The vCenter adapter (`plugins/vmware-vcenter`).
 pub fn vmware_vcenter() -> &'static Path {
     Path::new(env!("HOMEWARD_WASM_VMWARE_VCENTER"))

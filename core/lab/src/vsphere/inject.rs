@@ -19,12 +19,20 @@ struct DropRule {
     remaining: u32,
 }
 
+#[derive(Debug, Clone)]
+struct ThrottleRule {
+    method: Option<String>,
+    remaining: u32,
+    retry_after_secs: u32,
+}
+
 /// The active fault-injection rules.
 #[derive(Debug, Default)]
 pub struct Injections {
     latency: Vec<(Option<String>, Duration)>,
     faults: Vec<FaultRule>,
     drops: Vec<DropRule>,
+    throttles: Vec<ThrottleRule>,
 }
 
 impl Injections {
@@ -49,6 +57,28 @@ impl Injections {
             method: method.map(str::to_string),
             remaining: count,
         });
+    }
+
+    /// Makes the next `count` calls of `method` (or any request) answer HTTP 429 with
+    /// `Retry-After: retry_after_secs`, as a throttling proxy in front of vCenter does.
+    pub fn add_throttle(&mut self, method: Option<&str>, count: u32, retry_after_secs: u32) {
+        self.throttles.push(ThrottleRule {
+            method: method.map(str::to_string),
+            remaining: count,
+            retry_after_secs,
+        });
+    }
+
+    /// Consumes one injected throttle for this call, if any; returns its Retry-After.
+    pub fn take_throttle(&mut self, method: &str) -> Option<u32> {
+        let rule = self
+            .throttles
+            .iter_mut()
+            .find(|r| r.remaining > 0 && r.method.as_deref().is_none_or(|m| m == method))?;
+        rule.remaining -= 1;
+        let secs = rule.retry_after_secs;
+        self.throttles.retain(|r| r.remaining > 0);
+        Some(secs)
     }
 
     /// Removes every rule.
@@ -112,5 +142,18 @@ mod tests {
         i.add_latency(Some("Login"), Duration::from_millis(9));
         assert_eq!(i.latency_for("Login"), Duration::from_millis(9));
         assert_eq!(i.latency_for("Logout"), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn throttles_are_counted_down_and_carry_retry_after() {
+        let mut i = Injections::default();
+        i.add_throttle(Some("RetrievePropertiesEx"), 1, 7);
+        assert_eq!(i.take_throttle("Login"), None);
+        assert_eq!(i.take_throttle("RetrievePropertiesEx"), Some(7));
+        assert_eq!(i.take_throttle("RetrievePropertiesEx"), None);
+        i.add_throttle(None, 2, 3);
+        assert_eq!(i.take_throttle("Login"), Some(3));
+        i.clear();
+        assert_eq!(i.take_throttle("Login"), None);
     }
 }

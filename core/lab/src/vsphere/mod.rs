@@ -407,7 +407,13 @@ impl VsphereLab {
         self.injections().add_drop(method, count);
     }
 
-    /// Removes all latency, fault and drop rules.
+    /// Answers the next `count` SOAP calls of `method` (any call when `None`) with HTTP 429
+    /// and `Retry-After: retry_after_secs`, as a throttling proxy in front of vCenter does.
+    pub fn inject_throttle(&self, method: Option<&str>, count: u32, retry_after_secs: u32) {
+        self.injections().add_throttle(method, count, retry_after_secs);
+    }
+
+    /// Removes all latency, fault, drop and throttle rules.
     pub fn clear_injections(&self) {
         self.injections().clear();
     }

@@ -130,6 +130,11 @@ async fn soap_handler(
             // The connection task is being torn down; never answer.
             std::future::pending::<()>().await;
         }
+        let throttled = site.injections.lock().unwrap_or_else(|e| e.into_inner()).take_throttle(&method);
+        if let Some(secs) = throttled {
+            tracing::info!(retry_after = secs, "injected throttle");
+            return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], "Too Many Requests").into_response();
+        }
         if let Some(f) = take_fault(&site, &method) {
             tracing::info!(fault = f.kind, "injected fault");
             return fault_response(&f);

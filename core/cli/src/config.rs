@@ -34,6 +34,56 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     #[serde(default)]
     pub transports: BTreeMap<String, TransportConfig>,
+    /// `[sites.NAME]`: the sites the pipeline protects between, each served by a plugin.
+    #[serde(default)]
+    pub sites: BTreeMap<String, SiteConfig>,
+    /// `[backup]`: scheduled backups of the configuration database.
+    #[serde(default)]
+    pub backup: BackupConfig,
+    /// `[replication]`: the cycle schedule.
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+}
+
+/// `[replication]`: how often `homeward replicate --watch` cuts a recovery point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// Seconds between cycles (each makes a recovery point; the RPO is their spacing).
+    pub cycle_interval_secs: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig { cycle_interval_secs: 300 }
+    }
+}
+
+/// `[sites.NAME]`: a site and the adapter that serves it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// The `[plugins.NAME]` that talks to this site.
+    pub plugin: String,
+    /// `on-prem` (VMware) or `azure`.
+    pub role: String,
+}
+
+/// `[backup]`: the reference article insists on regular backups of the configuration
+/// server, because failback is impossible without its database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Take a backup when the newest is older than this many hours (0: never).
+    pub every_hours: f64,
+    /// Where scheduled backups go (default: data_dir/backups).
+    pub dir: Option<RelativePathBuf>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { every_hours: 24.0, dir: None }
+    }
 }
 
 impl Default for Config {
@@ -43,6 +93,9 @@ impl Default for Config {
             engine: EngineConfig::default(),
             plugins: BTreeMap::new(),
             transports: BTreeMap::new(),
+            sites: BTreeMap::new(),
+            backup: BackupConfig::default(),
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -183,7 +236,7 @@ pub fn load(flag: Option<&Path>) -> anyhow::Result<LoadedConfig> {
     if exists {
         figment = figment.merge(Toml::file_exact(&path));
     }
-    figment = figment.merge(Env::prefixed("HOMEWARD_").ignore(&["CONFIG", "LOG"]).split("__"));
+    figment = figment.merge(Env::prefixed("HOMEWARD_").ignore(&["CONFIG", "LOG", "CRASH_AT"]).split("__"));
     let config: Config = figment.extract().map_err(|e| config_error(e, &path))?;
     validate(&config)?;
     Ok(LoadedConfig { config, source: exists.then(|| path.clone()) })
@@ -228,6 +281,14 @@ fn validate(config: &Config) -> anyhow::Result<()> {
             if !p.guest.starts_with('/') {
                 problems.push(format!("plugins.{name}.preopens: guest path `{}` must be absolute, such as /site", p.guest));
             }
+        }
+    }
+    for (name, site) in &config.sites {
+        if !config.plugins.contains_key(&site.plugin) {
+            problems.push(format!("sites.{name}.plugin names `{}`, which is not a [plugins.*] section", site.plugin));
+        }
+        if site.role != "on-prem" && site.role != "azure" {
+            problems.push(format!("sites.{name}.role must be \"on-prem\" or \"azure\", not `{}`", site.role));
         }
     }
     if problems.is_empty() { Ok(()) } else { bail!("invalid config:\n  {}", problems.join("\n  ")) }

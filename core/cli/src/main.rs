@@ -50,6 +50,18 @@ enum Command {
         #[command(subcommand)]
         command: LabCommand,
     },
+    /// The failback drill on the built-in lab: protect, fail over, reprotect, fail back,
+    /// commit and protect again, with a verified report.
+    Demo {
+        /// Keep the lab and state here instead of a temporary directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Run the adapter conformance suite against a component, or check one quickly.
+    #[command(subcommand)]
+    Testkit(homeward_testkit::TestkitCommand),
+    #[command(flatten)]
+    Ops(commands::ops::OpsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +159,9 @@ async fn run(cli: Cli, out: Output) -> anyhow::Result<ExitCode> {
             PluginsCommand::Pin { names } => commands::pin::run(config_flag, &names, out),
         },
         Command::Transports { command: TransportsCommand::Check } => commands::transports::check(config_flag, out),
+        Command::Demo { dir } => commands::demo::run(commands::demo::DemoArgs { dir }, out).await,
+        Command::Testkit(cmd) => homeward_testkit::run_cli(cmd, out.json).await,
+        Command::Ops(command) => commands::ops::run(config_flag, command, out).await,
         Command::Lab { command: LabCommand::Up { dir, config_out, vcenter, esxi } } => {
             commands::lab::up(commands::lab::LabUpArgs { dir, config_out, vcenter, esxi }, out).await
         }

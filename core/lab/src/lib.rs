@@ -3,6 +3,7 @@
 //! with the real wire formats.
 
 pub mod azure;
+pub mod operator;
 pub mod vhd;
 pub mod vmdk;
 pub mod vsphere;

@@ -1,7 +1,9 @@
 //! One module per command group.
 
 pub mod config_check;
+pub mod demo;
 pub mod lab;
+pub mod ops;
 pub mod pin;
 pub mod plugins;
 pub mod transports;

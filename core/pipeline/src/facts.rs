@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::{
     error::PipelineError,
     model::{Direction, Group, Item, SourceKind},
-    pipeline::{Pipeline, SiteRole, StepOutcome},
+    pipeline::{Pipeline, StepOutcome},
     prereq::{self, DatastoreDiscovery, DatastoreFacts, EsxiEdition, GuestFamily, MasterTargetFacts, Operation, PrereqFacts, ProcessServerFacts, RetentionVolumeFacts},
     store::{Table, now_ms},
 };
@@ -87,7 +87,11 @@ impl Pipeline {
     /// The facts for one item.
     pub async fn gather_facts(&self, group: &Group, items: &[Item], item: &Item, params: &serde_json::Value, op: &Operation) -> Result<PrereqFacts, PipelineError> {
         let mut f = PrereqFacts::default();
-        let via_plan = params["via_plan"].as_bool().unwrap_or(false) || params["plan"].is_string() || self.store.group_plan(&group.name)?.is_some() && params["via_plan"].is_null();
+        // Only reprotect says how it was asked; other operations act on the whole group.
+        let via_plan = match params["via_plan"].as_bool() {
+            Some(v) => v,
+            None => self.store.group_plan(&group.name)?.is_some(),
+        };
         f.item = prereq::ItemFacts {
             name: item.name.clone(),
             in_database: self.store.get::<Item>(Table::Items, &item.name)?.is_some(),
@@ -213,7 +217,6 @@ impl Pipeline {
         if matches!(op, Operation::Reprotect { direction: prereq::Direction::OnPremToAzure, .. } | Operation::Protect) && group.direction == Direction::OnPremToAzure && items.len() > 1 {
             f.group = Some(prereq::GroupFacts { name: group.name.clone(), members: items.iter().map(|i| prereq::GroupMember { item: i.name.clone(), master_target: Some("built-in".into()) }).collect() });
         }
-        let _ = SiteRole::OnPrem;
         Ok(f)
     }
 

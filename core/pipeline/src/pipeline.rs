@@ -322,7 +322,7 @@ impl Pipeline {
                     bytes_total: 0,
                     eta_secs: None,
                 });
-                let outcome = self.run_step(&job, &step.name, step.idx).instrument(info_span!("step", name = %step.name)).await;
+                let outcome = self.run_step(&job, &step.name).instrument(info_span!("step", name = %step.name)).await;
                 match outcome {
                     Ok(o) => {
                         self.store.finish_step(id, step.idx, &o.output, o.bytes_sent, o.bytes_changed)?;
@@ -365,8 +365,7 @@ impl Pipeline {
         self.run_job(id).await
     }
 
-    async fn run_step(&self, job: &Job, step: &str, idx: u32) -> Result<StepOutcome, PipelineError> {
-        let _ = idx;
+    async fn run_step(&self, job: &Job, step: &str) -> Result<StepOutcome, PipelineError> {
         match job.kind {
             JobKind::Protect => self.protect_step(job, step).await,
             JobKind::Failover => self.failover_step(job, step).await,

@@ -357,8 +357,8 @@ impl Pipeline {
                 .await
                 .map_err(PipelineError::replication(format!("group {group_name} cycle {seq}")))?;
             let pruned = mt.journal_mut().prune(policy.retention_s * 1000, self.now()).map_err(|e| PipelineError::replication(format!("group {group_name}"))(e.into()))?;
+            info!(?pruned, "journal pruned to the policy's retention");
             let keep: Vec<u64> = mt.journal().points().iter().map(|p| p.seq).collect();
-            let _ = pruned;
             Ok::<_, PipelineError>((r, keep))
         }
         .await;

@@ -225,10 +225,9 @@ impl Lab {
 
     /// BLAKE3 of every on-premises disk the items fail back to, read from the lab's flat
     /// files (not through the data path being verified).
-    fn onprem_hashes(&self, p: &Pipeline, items: &[Item]) -> anyhow::Result<BTreeMap<String, String>> {
+    fn onprem_hashes(&self, items: &[Item]) -> anyhow::Result<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
         let names: BTreeMap<String, String> = self.vc.vm_names().into_iter().filter_map(|n| self.vc.vm_ref(&n).map(|r| (r.value, n))).collect();
-        let _ = p;
         for item in items {
             let vm_id = item.onprem_vm.clone().unwrap_or_default();
             let vm = names.get(&vm_id).cloned().unwrap_or(vm_id);
@@ -365,7 +364,7 @@ async fn round_trip(lab: &Lab, p: &Pipeline, dir: &Path, round: u64, alternate: 
         bail!("failback chose point {point}, but the newest app-consistent point is {}", app_point.0);
     }
     let items = p.group_items("app")?;
-    let actual = lab.onprem_hashes(p, &items)?;
+    let actual = lab.onprem_hashes(&items)?;
     let disks: Vec<DiskCheck> = app_point_hashes
         .iter()
         .map(|(k, v)| DiskCheck { disk: k.clone(), expected: v.clone(), actual: actual.get(k).cloned().unwrap_or_default() })

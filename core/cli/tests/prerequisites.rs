@@ -139,3 +139,31 @@ async fn network_datastore_and_retention_rules_are_checked_against_the_live_site
     }
     env.shutdown().await;
 }
+
+/// The demo inventory served by one standalone ESXi host.
+fn esxi_inventory() -> String {
+    DEMO_VCENTER
+        .replace("mode = \"vcenter\"", "mode = \"esxi\"")
+        .replace("license = \"vc.standard\"", "license = \"esxEnterprisePlus\"")
+        .replace("[[hosts]]\nname = \"esx2.lab.local\"\n", "")
+        .replace("host = \"esx2.lab.local\"", "host = \"esx1.lab.local\"")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_esxi_host_fails_over_but_cannot_fail_back() {
+    let env = Env::start(&esxi_inventory(), None, Some(homeward_plugin_artifacts::vmware_esxi())).await;
+    env.protect(&[]).await;
+    // As the reference says: failover succeeds...
+    assert_eq!(env.ok(&["failover", "app-plan", "--planned"]).await["state"], "succeeded");
+    // (the host now runs the free vSphere Hypervisor licence)
+    env.vc().set_license("esxBasic");
+    env.failback_infrastructure().await;
+    // ...but failback does not.
+    let r = env.run(&["reprotect", "app-plan", "--master-target", "mt01", "--process-server", "ps-failback"]).await;
+    assert!(!r.ok());
+    assert!(r.text().contains("free-esxi-edition") && r.text().contains("evaluation"), "{}", r.text());
+    for (name, item) in env.items().await {
+        assert_eq!(item["state"], "failed-over(azure)", "{name}");
+    }
+    env.shutdown().await;
+}

@@ -494,6 +494,12 @@ impl VsphereLab {
         Ok(v.extra_config.get(key).cloned())
     }
 
+    /// Applies another licence edition, as an administrator would (`esxBasic` is the
+    /// free edition, which refuses API writes on standalone ESXi).
+    pub fn set_license(&self, edition: &str) {
+        self.site.lock().license.edition = edition.to_string();
+    }
+
     /// Names of a VM's snapshots, oldest first.
     pub fn snapshot_names(&self, vm: &str) -> Result<Vec<String>, LabError> {
         let inv = self.site.lock();

@@ -215,6 +215,33 @@ impl Pipeline {
         }
     }
 
+    /// Publishes a transfer's progress (bytes, rate, ETA) as job progress, at most twice
+    /// a second, until the returned task is aborted.
+    pub(crate) fn watch_progress(&self, job: u64, detail: String, mut rx: tokio::sync::watch::Receiver<homeward_replication::progress::Progress>) -> tokio::task::JoinHandle<()> {
+        let sink = self.progress.clone();
+        tokio::spawn(async move {
+            let Some(sink) = sink else { return };
+            let mut last = std::time::Instant::now();
+            while rx.changed().await.is_ok() {
+                if last.elapsed() < std::time::Duration::from_millis(500) {
+                    continue;
+                }
+                last = std::time::Instant::now();
+                let p = rx.borrow().clone();
+                sink(&JobProgress {
+                    job,
+                    step: "transfer".into(),
+                    step_no: 0,
+                    steps: 0,
+                    detail: format!("{detail}, {:.1} MiB/s", p.rate_bytes_per_sec / (1 << 20) as f64),
+                    bytes_done: p.bytes_done,
+                    bytes_total: p.bytes_total,
+                    eta_secs: p.eta.map(|e| e.as_secs_f64()),
+                });
+            }
+        })
+    }
+
     /// The initial sync of a group's generation: snapshot the sources, make every target
     /// equal to its source (delta resync where the target exists, allocated-extent copy
     /// where it is new), verify both sides by hash tree, and start the journal at that
@@ -235,32 +262,31 @@ impl Pipeline {
                 let result = async {
                     write_vhd_footer(&target, &object).await?;
                     let allocated: u64 = extents.iter().map(|e| e.len).sum();
-                    let (reporter, _rx) = ProgressReporter::new(d.capacity_bytes * 2, 0);
+                    let (reporter, rx) = ProgressReporter::new(d.capacity_bytes * 2, 0);
+                    let mode = if targets_are_new { "copy, then verify by hash tree" } else { "delta resync by hash, then verify" };
+                    let watcher = self.watch_progress(job, format!("{object}: {mode}"), rx);
                     let mut bytes = 0;
-                    let mode = if targets_are_new {
-                        let c = copy_allocated(source.transport.as_ref(), target.transport.as_ref(), Some(&reporter))
+                    let copied = if targets_are_new {
+                        copy_allocated(source.transport.as_ref(), target.transport.as_ref(), Some(&reporter))
                             .await
-                            .map_err(|e| PipelineError::Replication { object: object.clone(), error: e.into() })?;
-                        bytes += c.bytes_written;
-                        "copy"
+                            .map_err(|e| PipelineError::Replication { object: object.clone(), error: e.into() })
+                            .map(|c| c.bytes_written)
                     } else {
-                        "delta-resync"
+                        Ok(0)
                     };
-                    self.emit(JobProgress {
-                        job,
-                        step: "sync".into(),
-                        step_no: 0,
-                        steps: 0,
-                        detail: format!("{object}: {mode}, verifying by hash tree"),
-                        bytes_done: reporter.current().bytes_done,
-                        bytes_total: d.capacity_bytes,
-                        eta_secs: reporter.current().eta.map(|e| e.as_secs_f64()),
-                    });
+                    let mode = if targets_are_new { "copy" } else { "delta-resync" };
+                    bytes += match copied {
+                        Ok(b) => b,
+                        Err(e) => {
+                            watcher.abort();
+                            return Err(e);
+                        }
+                    };
                     // After a copy this only verifies (and repairs what differs, saying so);
                     // against an existing target it sends just the differing blocks.
-                    let r = resync(source.transport.as_ref(), target.transport.as_ref(), ResyncOptions::default(), Some(&reporter))
-                        .await
-                        .map_err(PipelineError::replication(object.clone()))?;
+                    let r = resync(source.transport.as_ref(), target.transport.as_ref(), ResyncOptions::default(), Some(&reporter)).await;
+                    watcher.abort();
+                    let r = r.map_err(PipelineError::replication(object.clone()))?;
                     bytes += r.bytes_sent;
                     let verified = match r.verified {
                         Verified::Identical => "identical".to_string(),
@@ -269,6 +295,16 @@ impl Pipeline {
                             format!("repaired {blocks} blocks")
                         }
                     };
+                    self.emit(JobProgress {
+                        job,
+                        step: "transfer".into(),
+                        step_no: 0,
+                        steps: 0,
+                        detail: format!("{object}: {mode} sent {} KiB of {} KiB compared, verified {verified}", bytes / 1024, r.blocks_total * homeward_replication::hash::DEFAULT_BLOCK / 1024),
+                        bytes_done: 0,
+                        bytes_total: 0,
+                        eta_secs: None,
+                    });
                     Ok::<_, PipelineError>((DiskSync { item: item.name.clone(), disk: d.label.clone(), mode, bytes_sent: bytes, blocks_compared: r.blocks_total, blocks_sent: r.blocks_sent, verified }, allocated))
                 }
                 .await;

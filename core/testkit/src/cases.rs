@@ -897,19 +897,24 @@ async fn errors_injected(ctx: &mut Ctx<'_>, fault: Injected) -> Step<()> {
 
 // ------------------------------------------------------------------ limits
 
-async fn limits_deadline(ctx: &mut Ctx<'_>) -> Step<()> {
-    let p = ctx.load()?;
-    let missing = ctx.site.missing_vm_id();
-    let mut hung = Vec::new();
-    let calls: Vec<(&str, Result<(), CallError>)> = vec![
+/// The read-only calls every adapter answers without arguments, with their outcomes.
+async fn site_reads(p: &Plugin) -> Vec<(&'static str, Result<(), CallError>)> {
+    vec![
         ("site.describe", p.describe().await.map(|_| ())),
         ("inventory.list-hosts", p.list_hosts().await.map(|_| ())),
         ("inventory.list-datastores", p.list_datastores().await.map(|_| ())),
         ("inventory.list-networks", p.list_networks().await.map(|_| ())),
         ("inventory.list-vms", p.list_vms().await.map(|_| ())),
-        ("inventory.get-vm", p.get_vm(&missing).await.map(|_| ())),
-        ("compute.poll-operation", p.poll_operation("homeward-testkit-no-such-operation").await.map(|_| ())),
-    ];
+    ]
+}
+
+async fn limits_deadline(ctx: &mut Ctx<'_>) -> Step<()> {
+    let p = ctx.load()?;
+    let missing = ctx.site.missing_vm_id();
+    let mut hung = Vec::new();
+    let mut calls = site_reads(&p).await;
+    calls.push(("inventory.get-vm", p.get_vm(&missing).await.map(|_| ())));
+    calls.push(("compute.poll-operation", p.poll_operation("homeward-testkit-no-such-operation").await.map(|_| ())));
     for (call, r) in calls {
         match r {
             Err(CallError::Timeout { timeout, .. }) => hung.push(format!("{call} did not return within its {timeout:?} deadline")),
@@ -957,13 +962,7 @@ async fn limits_deadline(ctx: &mut Ctx<'_>) -> Step<()> {
 async fn sandbox_undeclared_host(ctx: &mut Ctx<'_>) -> Step<()> {
     let p = ctx.load()?;
     let mut denied = Vec::new();
-    let calls: Vec<(&str, Result<(), CallError>)> = vec![
-        ("site.describe", p.describe().await.map(|_| ())),
-        ("inventory.list-hosts", p.list_hosts().await.map(|_| ())),
-        ("inventory.list-datastores", p.list_datastores().await.map(|_| ())),
-        ("inventory.list-networks", p.list_networks().await.map(|_| ())),
-        ("inventory.list-vms", p.list_vms().await.map(|_| ())),
-    ];
+    let calls = site_reads(&p).await;
     for (call, r) in calls {
         if let Err(CallError::Denied { denial, .. }) = r {
             denied.push(format!("{call}: {denial}"));

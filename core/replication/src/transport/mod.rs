@@ -8,6 +8,7 @@ mod http_range;
 mod locator;
 mod memory;
 mod page_blob;
+mod vhd;
 mod window;
 
 use std::{fmt::Debug, future::Future, pin::Pin};
@@ -19,6 +20,7 @@ pub(crate) use file::{read_exact_uninit, start_writeback};
 pub use http_range::HttpRangeTransport;
 pub use locator::{AdapterLocator, DiskFormat, Locator, open_adapter_locator, open_locator};
 pub use memory::MemoryTransport;
+pub use vhd::fixed_vhd_footer;
 pub use page_blob::{PAGE_SIZE, MAX_PUT_PAGE, PageBlobTransport, PageRangeDiff};
 pub use window::Window;
 

@@ -6,6 +6,10 @@
 //! `HOMEWARD_BENCH_ONLY` a comma-separated subset of `compression,copy,cycle,resync,memory`
 //! to run (default: all), for quick iteration on one figure. Cold runs evict
 //! the images from the page cache with `posix_fadvise(DONTNEED)`, which needs no root.
+//!
+//! The cold 1% resync is also compared with `rsync --inplace --no-whole-file -B65536`
+//! and with bdsync (64 KiB blocks, diff then patch) when they are installed: rsync from
+//! `PATH`, bdsync from `HOMEWARD_BENCH_BDSYNC` or `PATH`. Neither is needed otherwise.
 
 use std::{
     collections::BTreeMap,
@@ -221,6 +225,62 @@ fn cat_both(a: &Path, b: &Path) -> Duration {
     start.elapsed()
 }
 
+/// Where a comparison tool is, if installed.
+fn tool(name: &str, env: Option<&str>) -> Option<PathBuf> {
+    if let Some(p) = env.and_then(|e| std::env::var_os(e)).map(PathBuf::from) {
+        return p.is_file().then_some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+}
+
+/// Times other tools bringing a fresh copy of `stale` level with `src` from a cold cache,
+/// and prints how much faster our cold resync (`engine`) was.
+fn compare_tools(dir: &Path, src: &Path, stale: &Path, engine: Duration) {
+    let target = dir.join("tool-run.img");
+    let q = |p: &Path| format!("'{}'", p.display());
+    let mut tools: Vec<(&str, String, &str)> = Vec::new();
+    match tool("rsync", None) {
+        Some(rsync) => tools.push(("rsync --inplace --no-whole-file -B65536", format!("{} --inplace --no-whole-file -B65536 {} {}", q(&rsync), q(src), q(&target)), ">= 1.7x")),
+        None => println!("rsync: not installed, comparison skipped (apt install rsync)"),
+    }
+    match tool("bdsync", Some("HOMEWARD_BENCH_BDSYNC")) {
+        Some(b) => {
+            let diff = dir.join("bdsync.diff");
+            tools.push((
+                "bdsync --blocksize=65536, diff + patch",
+                format!(
+                    "{b} --blocksize=65536 '{b} --server' {} {} > {d} && {b} --patch={} < {d}",
+                    q(src),
+                    q(&target),
+                    q(&target),
+                    b = q(&b),
+                    d = q(&diff)
+                ),
+                ">= 1.2x",
+            ))
+        }
+        None => println!("bdsync: not found, comparison skipped (build it and set HOMEWARD_BENCH_BDSYNC)"),
+    }
+    for (name, command, goal) in tools {
+        sparse_copy(stale, &target);
+        evict(&[src, &target]);
+        let start = Instant::now();
+        let ok = Command::new("sh").arg("-c").arg(&command).status().unwrap().success();
+        let took = start.elapsed();
+        assert!(ok, "{name} failed: {command}");
+        let same = Command::new("cmp").arg("-s").arg(src).arg(&target).status().unwrap().success();
+        println!(
+            "cold 1% resync against {name:<40} {:>7.3}s vs ours {:>7.3}s: ours {:.2}x faster  goal {goal}{}",
+            secs(took),
+            secs(engine),
+            secs(took) / secs(engine).max(1e-9),
+            if same { "" } else { "  (its result differs from the source!)" }
+        );
+        std::fs::remove_file(&target).unwrap();
+    }
+    let _ = std::fs::remove_file(dir.join("bdsync.diff"));
+}
+
 fn compression_figures(src: &Path, size: u64, rng: &mut Rng) {
     let f = std::fs::File::open(src).unwrap();
     let mut samples = Vec::new();
@@ -351,6 +411,9 @@ async fn resync_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mat
             "cat both images side by side",
             "<= 1.1x",
         );
+        if cold && fraction < 0.05 {
+            compare_tools(dir, &src_path, &dst_path, engine);
+        }
         if !cold {
             println!(
                 "cpu {:.0}%: {:.2} CPU-s for {:.2} GiB hashed = {:.2} CPU-s per 4 GiB hashed  goal <= 1.5; {} blocks sent",

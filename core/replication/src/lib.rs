@@ -13,16 +13,18 @@
 //!   corruption elsewhere is reported with its segment and offset. Any retained point can
 //!   be materialised onto new disks or the replicas themselves; pruning drops whole
 //!   segments older than the retention.
-//! - [`copy`], [`hash`], [`resync`]: full copy of allocated extents, BLAKE3 block hashing
-//!   of both sides at once, hash-tree verification that repairs and reports differences
-//!   and fails if they persist.
+//! - [`copy`], [`hash`], [`resync`]: full copy of allocated extents, block hashing of both
+//!   sides at once (keyed XXH3-128 under a key drawn per comparison), hash-tree
+//!   verification that repairs and reports differences and fails if they persist.
 //! - [`cycle`]: change-tracked cycles (many reads in flight, compression, one recovery
 //!   point per consistency group), the master target that journals and applies them, and
 //!   the cycle schedule (app-consistent interval, measured RPO).
 //! - [`wire`]: the process-server / master-target protocol over TCP: length-prefixed,
 //!   checksummed frames, a versioned handshake that tells the sender where to resume, a
 //!   bounded window of unacknowledged blocks and an optional bandwidth limit. The
-//!   `homeward-replication-role` binary runs either role as its own process.
+//!   `homeward-replication-role` binary runs either role as its own process;
+//!   [`wire::LoopbackMasterTarget`] runs both in one process over loopback, as the
+//!   pipeline's cycles do.
 //! - [`progress`]: bytes, blocks, rate and ETA on a watch channel.
 //!
 //! Why redo as well as undo: a cycle is journaled in full and synced before the replica

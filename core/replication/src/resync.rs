@@ -8,7 +8,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::{
     error::{ReplicationError, TransportError},
     extent::{Extent, align_to_blocks},
-    hash::{DEFAULT_BLOCK, Digest, HASH_IN_FLIGHT, HASH_READ, HashTree, block_digests, digest_blocks, is_zero, zero_digest},
+    hash::{BlockHasher, DEFAULT_BLOCK, Digest, HASH_IN_FLIGHT, HASH_READ, HashTree, block_digests, is_zero},
     progress::ProgressReporter,
     transport::Transport,
 };
@@ -99,20 +99,18 @@ async fn send_blocks(
 /// Hashes both disks chunk by chunk (several chunks in flight, both sides of a chunk at
 /// once, each on the blocking pool) and writes the differing blocks of a chunk to the
 /// target as soon as they are known, so sending overlaps hashing. Only differing blocks
-/// are read out of the source; the rest are hashed in place. Returns both sides' digests (the target's as they were before the writes),
-/// the differing blocks, and the bytes written.
+/// are read out of the source; the rest are hashed in place. Returns both sides' digests
+/// (the target's as they were before the writes), the differing blocks, and the bytes
+/// written.
 async fn compare_and_send(
     source: &dyn Transport,
     target: &dyn Transport,
-    block: u64,
+    hasher: &BlockHasher,
     size: u64,
     progress: Option<&ProgressReporter>,
 ) -> Result<(Vec<Digest>, Vec<Digest>, Vec<u64>, u64), TransportError> {
-    let count = size.div_ceil(block) as usize;
-    let full_zero = zero_digest(block);
-    let zero_leaves: Vec<Digest> = (0..count)
-        .map(|i| if (i as u64 + 1) * block <= size { full_zero } else { zero_digest(size - i as u64 * block) })
-        .collect();
+    let block = hasher.block();
+    let zero_leaves = hasher.zero_digests(size);
     let (mut src, mut dst) = (zero_leaves.clone(), zero_leaves);
     let (a, b) = futures::try_join!(source.allocated_extents(), target.allocated_extents())?;
     // Ranges unallocated on both sides read as zeros on both: equal without any I/O.
@@ -126,11 +124,12 @@ async fn compare_and_send(
             // Both sides are hashed where they lie, on the blocking pool: nothing is copied
             // unless it differs.
             let (s_digests, d_digests) =
-                futures::try_join!(source.block_digests_at(c.offset, c.len, block), target.block_digests_at(c.offset, c.len, block))?;
+                futures::try_join!(source.block_digests_at(c.offset, c.len, hasher), target.block_digests_at(c.offset, c.len, hasher))?;
             let first = c.offset / block;
             let bad: Vec<u64> = (0..s_digests.len()).filter(|i| s_digests[*i] != d_digests[*i]).map(|i| first + i as u64).collect();
-            let mut written = 0u64;
-            for (run_first, n) in runs(&bad, u64::MAX) {
+            // The chunk's differing runs are copied side by side, so one run's write does
+            // not wait for the previous run's read.
+            let written = futures::future::try_join_all(runs(&bad, u64::MAX).into_iter().map(|(run_first, n)| async move {
                 let offset = run_first * block;
                 let len = (n * block).min(c.end() - offset);
                 let data = source.read_at(offset, len as usize).await?;
@@ -139,8 +138,11 @@ async fn compare_and_send(
                 } else {
                     target.write_at(offset, data).await?;
                 }
-                written += len;
-            }
+                Ok::<_, TransportError>(len)
+            }))
+            .await?
+            .into_iter()
+            .sum::<u64>();
             Ok::<_, TransportError>((c, s_digests, d_digests, bad, written))
         })
         .buffer_unordered(HASH_IN_FLIGHT);
@@ -158,9 +160,10 @@ async fn compare_and_send(
     Ok((src, dst, differing, sent))
 }
 
-/// Makes `target` identical to `source` by sending only the blocks whose BLAKE3 digests
-/// differ. Both disks are read and hashed at the same time, with several reads in flight,
-/// and differing blocks are written as soon as they are found.
+/// Makes `target` identical to `source` by sending only the blocks whose digests differ
+/// (keyed XXH3-128 under a key drawn for this resync; see [`crate::hash`]). Both disks
+/// are read and hashed at the same time, with several reads in flight, and differing
+/// blocks are written as soon as they are found.
 /// Afterwards the target is verified against the source's hash tree; differing blocks are
 /// sent again and reported, and if they still differ the resync fails.
 pub async fn resync(
@@ -172,11 +175,12 @@ pub async fn resync(
     let span = info_span!("resync", source = %source.describe(), target = %target.describe());
     async {
         let block = options.block;
+        let hasher = BlockHasher::new(block);
         let (size, target_size) = (source.size().await?, target.size().await?);
         if size != target_size {
             return Err(ReplicationError::SizeMismatch { disk: target.describe(), source_size: size, target_size });
         }
-        let (src, mut dst, differing, mut bytes_sent) = compare_and_send(source, target, block, size, progress).await?;
+        let (src, mut dst, differing, mut bytes_sent) = compare_and_send(source, target, &hasher, size, progress).await?;
         target.flush().await?;
         info!(blocks = src.len(), differing = differing.len(), "compared");
         if let Some(p) = progress {
@@ -185,14 +189,18 @@ pub async fn resync(
         let source_tree = HashTree::new(src);
         // The target side of the tree is re-read from the target, never assumed.
         if options.full_verify {
-            dst = block_digests(target, block, None).await?;
+            dst = block_digests(target, &hasher, None).await?;
         } else {
-            for (first, n) in runs(&differing, 16) {
-                let offset = first * block;
-                let len = (n * block).min(size - offset);
-                for (i, d) in target.block_digests_at(offset, len, block).await?.into_iter().enumerate() {
-                    dst[first as usize + i] = d;
-                }
+            let hasher = &hasher;
+            let mut rehashed = futures::stream::iter(runs(&differing, 16))
+                .map(|(first, n)| async move {
+                    let offset = first * block;
+                    let len = (n * block).min(size - offset);
+                    Ok::<_, TransportError>((first, target.block_digests_at(offset, len, hasher).await?))
+                })
+                .buffer_unordered(HASH_IN_FLIGHT * 2);
+            while let Some((first, digests)) = rehashed.try_next().await? {
+                dst[first as usize..first as usize + digests.len()].copy_from_slice(&digests);
             }
         }
         let mut verified = Verified::Identical;
@@ -205,7 +213,7 @@ pub async fn resync(
                 let offset = first * block;
                 let len = (n * block).min(size - offset);
                 let data = target.read_at(offset, len as usize).await?;
-                for (i, d) in digest_blocks(&data, block).enumerate() {
+                for (i, d) in hasher.digest_blocks(&data).enumerate() {
                     still += u64::from(d != source_tree.leaves()[first as usize + i]);
                 }
             }

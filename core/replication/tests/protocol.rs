@@ -18,7 +18,9 @@ use homeward_replication::{
     journal::{Consistency, JournalConfig},
     resync::{ResyncOptions, Verified, resync},
     transport::{MemoryTransport, Transport, TransportFuture},
-    wire::{MasterTargetConfig, MasterTargetServer, Message, ProcessServerSession, SessionOptions, Welcome, read_frame, write_frame},
+    cycle::MasterTarget,
+    journal::{DiskSet, Journal, RecoveryPoint},
+    wire::{LoopbackMasterTarget, MasterTargetConfig, MasterTargetServer, Message, ProcessServerSession, SessionOptions, VERSION, Welcome, read_frame, write_frame},
 };
 use tokio::{io::AsyncWriteExt, net::TcpListener};
 
@@ -78,7 +80,7 @@ async fn a_different_protocol_version_is_refused_naming_both() {
     stream.flush().await.unwrap();
     let frame = read_frame(&mut stream).await.unwrap();
     match Message::decode(frame.kind, &frame.payload).unwrap() {
-        Message::Refuse { reason } => assert!(reason.contains("v99") && reason.contains("v1"), "{reason}"),
+        Message::Refuse { reason } => assert!(reason.contains("v99") && reason.contains(&format!("v{VERSION}")), "{reason}"),
         other => panic!("expected Refuse, got {other:?}"),
     }
 }
@@ -92,7 +94,7 @@ async fn a_damaged_frame_aborts_the_cycle_and_the_next_session_resends_it() {
     drop(s);
     // By hand: begin cycle 1, one good block, then a block whose checksum is wrong.
     let mut stream = tokio::net::TcpStream::connect(&served.addr).await.unwrap();
-    let hello = serde_json::json!({ "protocol": "homeward-replication", "version": 1, "group": "g", "disks": [{ "id": 0, "size": 1 << 20 }] });
+    let hello = serde_json::json!({ "protocol": "homeward-replication", "version": VERSION, "group": "g", "disks": [{ "id": 0, "size": 1 << 20 }] });
     write_frame(&mut stream, 1, &serde_json::to_vec(&hello).unwrap()).await.unwrap();
     let welcome = read_frame(&mut stream).await.unwrap();
     assert_eq!(welcome.kind, 2);
@@ -129,6 +131,38 @@ async fn a_damaged_frame_aborts_the_cycle_and_the_next_session_resends_it() {
     assert!(!sync.full_copy[&0]);
     assert_eq!(sync.blocks_sent[&0], (1 << 20) / 65536 - 300_000 / 65536, "only blocks past the first cycle differ");
     s.close().await.unwrap();
+}
+
+/// A master target over an in-memory replica, as the pipeline opens one on adapter disks.
+fn opened_target(dir: &std::path::Path, replica: &Arc<MemoryTransport>) -> MasterTarget {
+    let journal = Journal::create(dir, JournalConfig::default(), RecoveryPoint { seq: 0, time_ms: 1, consistency: Consistency::Crash }).unwrap();
+    let mut replicas = DiskSet::new();
+    replicas.insert(0, replica.clone() as Arc<dyn Transport>);
+    MasterTarget::new(journal, replicas)
+}
+
+#[tokio::test]
+async fn a_loopback_master_target_serves_an_opened_target_and_gives_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = Arc::new(MemoryTransport::new("replica", 1 << 20));
+    // A session declaring the wrong size is refused, naming the replica, and changes nothing.
+    let server = LoopbackMasterTarget::start(opened_target(&dir.path().join("a"), &replica)).await.unwrap();
+    match server.connect("g", &[(0, 4096)], SessionOptions::default()).await.unwrap_err() {
+        WireError::Refused { reason, .. } => assert!(reason.contains("replica") && reason.contains("4096"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(server.finish().await.is_err());
+    // A good session: one cycle through the protocol, then the target comes back with
+    // the point journaled and the replica holding the source's bytes.
+    let src = source(1 << 20, 3);
+    let server = LoopbackMasterTarget::start(opened_target(&dir.path().join("b"), &replica)).await.unwrap();
+    let mut session = server.connect("g", &[(0, 1 << 20)], SessionOptions::default()).await.unwrap();
+    let changes = [DiskChanges { disk: 0, source: src.clone(), changed: vec![Extent::new(0, 1 << 20)] }];
+    let report = session.cycle(&changes, 10, Consistency::App, None).await.unwrap();
+    session.close().await.unwrap();
+    let target = server.finish().await.unwrap();
+    assert_eq!(target.journal().newest_point().map(|p| (p.seq, p.consistency)), Some((report.point.seq, Consistency::App)));
+    assert_eq!(replica.contents(), futures_block_on(src.read_at(0, 1 << 20)).unwrap().to_vec());
 }
 
 #[tokio::test]

@@ -115,30 +115,27 @@ pub(crate) fn read_exact_uninit(file: &File, offset: u64, len: usize) -> std::io
 /// Ranges shorter than this are read rather than mapped.
 const MIN_MAP: u64 = 1 << 20;
 
-fn digest_in_place(file: &File, offset: u64, len: u64, block: u64) -> std::io::Result<Vec<crate::hash::Digest>> {
+fn digest_in_place(file: &File, offset: u64, len: u64, hasher: &crate::hash::BlockHasher) -> std::io::Result<Vec<crate::hash::Digest>> {
     let size = file.metadata()?.len();
     let page = 4096;
     let fits = offset.checked_add(len).is_some_and(|end| end <= size);
-    if fits && len > 0 && block > 0 {
+    if fits && len > 0 {
         // A range that is one hole (the target of an initial sync) is zeros: no I/O.
         // SAFETY: lseek on a valid fd; all I/O here is positional, so moving the shared
         // offset is harmless.
         let data = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, libc::SEEK_DATA) };
         let no_data = if data < 0 { std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) } else { data as u64 >= offset + len };
         if no_data {
-            let full = crate::hash::zero_digest(block);
-            return Ok((0..len.div_ceil(block))
-                .map(|i| if (i + 1) * block <= len { full } else { crate::hash::zero_digest(len - i * block) })
-                .collect());
+            return Ok(hasher.zero_digests(len));
         }
     }
     // Mapping costs a few syscalls and page-table work per call, which only pays off over
     // large ranges; small ones (sparse disks' scattered extents) are read.
-    if len < MIN_MAP || !fits || !offset.is_multiple_of(page) || block == 0 {
+    if len < MIN_MAP || !fits || !offset.is_multiple_of(page) {
         let data = if fits { read_exact_uninit(file, offset, len as usize)? } else {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "range past the end of the file"));
         };
-        return Ok(crate::hash::digest_blocks(&data, block.max(1)).collect());
+        return Ok(hasher.digest_blocks(&data).collect());
     }
     // SAFETY: a fresh read-only shared mapping of `len` bytes of a file we hold open,
     // inside its current size; it is only read through the slice below and unmapped
@@ -155,11 +152,11 @@ fn digest_in_place(file: &File, offset: u64, len: u64, block: u64) -> std::io::R
     };
     if ptr == libc::MAP_FAILED {
         let data = read_exact_uninit(file, offset, len as usize)?;
-        return Ok(crate::hash::digest_blocks(&data, block).collect());
+        return Ok(hasher.digest_blocks(&data).collect());
     }
     // SAFETY: the mapping is `len` readable bytes and lives until munmap below.
     let data = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len as usize) };
-    let digests = crate::hash::digest_blocks(data, block).collect();
+    let digests = hasher.digest_blocks(data).collect();
     // SAFETY: unmaps exactly the mapping made above; `data` is not used after this.
     unsafe { libc::munmap(ptr, len as usize) };
     Ok(digests)
@@ -280,8 +277,9 @@ impl Transport for FileTransport {
         self.blocking(|file, path| file.sync_data().map_err(|e| io_err("fsync", path, e)))
     }
 
-    fn block_digests_at(&self, offset: u64, len: u64, block: u64) -> TransportFuture<'_, Vec<crate::hash::Digest>> {
-        self.blocking(move |file, path| match digest_in_place(file, offset, len, block) {
+    fn block_digests_at(&self, offset: u64, len: u64, hasher: &crate::hash::BlockHasher) -> TransportFuture<'_, Vec<crate::hash::Digest>> {
+        let hasher = hasher.clone();
+        self.blocking(move |file, path| match digest_in_place(file, offset, len, &hasher) {
             Ok(d) => Ok(d),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 check_range(&path.display().to_string(), offset, len, file.metadata().map_err(|e| io_err("stat", path, e))?.len())?;

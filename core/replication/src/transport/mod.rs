@@ -56,18 +56,19 @@ pub trait Transport: Send + Sync + Debug {
     /// Makes every completed write durable.
     fn flush(&self) -> TransportFuture<'_, ()>;
 
-    /// The BLAKE3 digests of the `block`-sized blocks of `[offset, offset + len)`, in
-    /// order (the last one may be shorter). `offset` is a multiple of `block`.
+    /// The digests of the blocks of `[offset, offset + len)` under `hasher`, in order (the
+    /// last one may be shorter). `offset` is a multiple of the hasher's block size.
     ///
     /// Hashing is where a resync spends its CPU, so it runs on the blocking pool, where
     /// several ranges hash on every core at once while the async workers keep reads in
     /// flight. The default reads the range with [`Transport::read_at`]; transports that
     /// can hash their bytes where they lie (a file in the page cache) override it to skip
     /// the copy.
-    fn block_digests_at(&self, offset: u64, len: u64, block: u64) -> TransportFuture<'_, Vec<crate::hash::Digest>> {
+    fn block_digests_at(&self, offset: u64, len: u64, hasher: &crate::hash::BlockHasher) -> TransportFuture<'_, Vec<crate::hash::Digest>> {
+        let hasher = hasher.clone();
         Box::pin(async move {
             let data = self.read_at(offset, len as usize).await?;
-            tokio::task::spawn_blocking(move || crate::hash::digest_blocks(&data, block).collect())
+            tokio::task::spawn_blocking(move || hasher.digest_blocks(&data).collect())
                 .await
                 .map_err(|e| TransportError::Invalid { target: self.describe(), message: format!("hashing task failed: {e}") })
         })

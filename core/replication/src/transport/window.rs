@@ -165,11 +165,12 @@ impl Transport for Window {
         self.inner.flush()
     }
 
-    fn block_digests_at(&self, offset: u64, len: u64, block: u64) -> TransportFuture<'_, Vec<crate::hash::Digest>> {
+    fn block_digests_at(&self, offset: u64, len: u64, hasher: &crate::hash::BlockHasher) -> TransportFuture<'_, Vec<crate::hash::Digest>> {
         // Forwarded, so a file under the window still hashes in place.
+        let hasher = hasher.clone();
         Box::pin(async move {
             let at = self.check(offset, len)?;
-            self.inner.block_digests_at(at, len, block).await
+            self.inner.block_digests_at(at, len, &hasher).await
         })
     }
 }

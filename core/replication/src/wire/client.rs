@@ -20,7 +20,7 @@ use crate::{
     cycle::{CycleReport, CycleSink, DiskChanges, WireBlock, now_ms, send_cycle},
     error::{ReplicationError, WireError},
     extent::Extent,
-    hash::{DEFAULT_BLOCK, Digest, HashTree, block_digests},
+    hash::{BlockHasher, DEFAULT_BLOCK, Digest, HashTree, block_digests},
     journal::{Consistency, RecoveryPoint},
     progress::ProgressReporter,
     resync::{Verified, runs},
@@ -147,9 +147,9 @@ impl ProcessServerSession {
         }
     }
 
-    /// The digests of a remote replica.
-    pub async fn remote_digests(&mut self, disk: u32, block: u64) -> Result<Vec<Digest>, WireError> {
-        self.send(&Message::HashRequest { disk, block }).await?;
+    /// The digests of a remote replica under `hasher` (whose key travels with the request).
+    pub async fn remote_digests(&mut self, disk: u32, hasher: &BlockHasher) -> Result<Vec<Digest>, WireError> {
+        self.send(&Message::HashRequest { disk, block: hasher.block(), key: hasher.key().to_vec() }).await?;
         let mut digests = Vec::new();
         loop {
             match self.recv().await? {
@@ -196,6 +196,9 @@ impl ProcessServerSession {
         let span = info_span!("sync", peer = %self.peer, disks = disks.len());
         async {
             let block = DEFAULT_BLOCK;
+            // One key for the whole sync: the verification below reuses the first pass's
+            // source digests.
+            let hasher = BlockHasher::new(block);
             let existed: BTreeMap<u32, bool> = self.welcome.disks.iter().map(|d| (d.id, d.existed)).collect();
             let mut changes = Vec::new();
             let mut report = SyncReport {
@@ -215,7 +218,7 @@ impl ProcessServerSession {
                     local_trees.insert(*id, None);
                     allocated
                 } else {
-                    let (local, remote) = tokio::join!(block_digests(source.as_ref(), block, progress), self.remote_digests(*id, block));
+                    let (local, remote) = tokio::join!(block_digests(source.as_ref(), &hasher, progress), self.remote_digests(*id, &hasher));
                     let (local, remote) = (local?, remote?);
                     let differing: Vec<u64> = (0..local.len()).filter(|i| remote.get(*i) != Some(&local[*i])).map(|i| i as u64).collect();
                     report.blocks_sent.insert(*id, differing.len() as u64);
@@ -235,9 +238,9 @@ impl ProcessServerSession {
             for (id, source) in disks {
                 let local = match local_trees.remove(id).flatten() {
                     Some(t) => t,
-                    None => HashTree::new(block_digests(source.as_ref(), block, None).await?),
+                    None => HashTree::new(block_digests(source.as_ref(), &hasher, None).await?),
                 };
-                let remote = HashTree::new(self.remote_digests(*id, block).await?);
+                let remote = HashTree::new(self.remote_digests(*id, &hasher).await?);
                 let bad = local.differing_blocks(&remote);
                 if !bad.is_empty() {
                     warn!(disk = id, blocks = bad.len(), "verification found differing blocks; sending them again");
@@ -252,7 +255,7 @@ impl ProcessServerSession {
                 let changes: Vec<DiskChanges> = repairs.iter().map(|(c, _)| c.clone()).collect();
                 self.cycle(&changes, now_ms(), consistency, None).await?;
                 for (c, local) in repairs {
-                    let remote = HashTree::new(self.remote_digests(c.disk, block).await?);
+                    let remote = HashTree::new(self.remote_digests(c.disk, &hasher).await?);
                     let still = local.differing_blocks(&remote).len() as u64;
                     if still > 0 {
                         return Err(ReplicationError::VerifyFailed { disk: format!("disk {}", c.disk), blocks: still });

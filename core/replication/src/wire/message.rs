@@ -9,7 +9,9 @@ use crate::{cycle::WireBlock, hash::Digest, journal::{Consistency, RecoveryPoint
 /// The protocol's name in the handshake.
 pub const PROTOCOL: &str = "homeward-replication";
 /// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
+/// Bytes per digest in a `Hashes` frame.
+const DIGEST_LEN: usize = std::mem::size_of::<Digest>();
 
 /// A disk the process server replicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,12 +107,15 @@ pub enum Message {
         /// What failed.
         message: String,
     },
-    /// Asks for the digests of every `block`-sized block of a replica.
+    /// Asks for the digests of every `block`-sized block of a replica under `key`.
     HashRequest {
         /// The disk.
         disk: u32,
         /// The block size.
         block: u64,
+        /// The comparison's key ([`crate::hash::KEY_LEN`] bytes), drawn by the process
+        /// server for this comparison.
+        key: Vec<u8>,
     },
     /// A page of digests.
     Hashes {
@@ -164,9 +169,9 @@ impl Message {
             Message::Ack { blocks } => (7, json(serde_json::json!({ "blocks": blocks }))),
             Message::Applied { point } => (8, serde_json::to_vec(point).expect("JSON encodes")),
             Message::Error { message } => (9, json(serde_json::json!({ "message": message }))),
-            Message::HashRequest { disk, block } => (10, json(serde_json::json!({ "disk": disk, "block": block }))),
+            Message::HashRequest { disk, block, key } => (10, json(serde_json::json!({ "disk": disk, "block": block, "key": key }))),
             Message::Hashes { disk, first, digests } => {
-                let mut out = Vec::with_capacity(12 + 32 * digests.len());
+                let mut out = Vec::with_capacity(12 + DIGEST_LEN * digests.len());
                 out.extend_from_slice(&disk.to_le_bytes());
                 out.extend_from_slice(&first.to_le_bytes());
                 for d in digests {
@@ -220,15 +225,15 @@ impl Message {
             9 => Message::Error { message: field(&js(payload)?, "message")? },
             10 => {
                 let v: serde_json::Value = js(payload)?;
-                Message::HashRequest { disk: field(&v, "disk")?, block: field(&v, "block")? }
+                Message::HashRequest { disk: field(&v, "disk")?, block: field(&v, "block")?, key: field(&v, "key")? }
             }
             11 => {
-                if payload.len() < 12 || !(payload.len() - 12).is_multiple_of(32) {
+                if payload.len() < 12 || !(payload.len() - 12).is_multiple_of(DIGEST_LEN) {
                     return Err("digest frame has a bad length".into());
                 }
                 let disk = u32::from_le_bytes(payload[0..4].try_into().expect("4"));
                 let first = u64::from_le_bytes(payload[4..12].try_into().expect("8"));
-                let digests = payload[12..].chunks(32).map(|c| c.try_into().expect("32")).collect();
+                let digests = payload[12..].chunks(DIGEST_LEN).map(|c| c.try_into().expect("a digest's length")).collect();
                 Message::Hashes { disk, first, digests }
             }
             12 => {
@@ -265,8 +270,8 @@ mod tests {
             Message::Ack { blocks: 8 },
             Message::Applied { point },
             Message::Error { message: "e".into() },
-            Message::HashRequest { disk: 1, block: 65536 },
-            Message::Hashes { disk: 1, first: 2, digests: vec![[1; 32], [2; 32]] },
+            Message::HashRequest { disk: 1, block: 65536, key: vec![5; crate::hash::KEY_LEN] },
+            Message::Hashes { disk: 1, first: 2, digests: vec![[1; 16], [2; 16]] },
             Message::HashesEnd { disk: 1, blocks: 4 },
             Message::Bye,
         ];

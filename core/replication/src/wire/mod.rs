@@ -10,11 +10,13 @@
 mod client;
 mod frame;
 mod limit;
+mod loopback;
 mod message;
 mod server;
 
 pub use client::{ProcessServerSession, SessionOptions, SyncReport};
 pub use frame::{Frame, FrameError, MAX_FRAME, read_frame, write_frame};
 pub use limit::BandwidthLimiter;
+pub use loopback::LoopbackMasterTarget;
 pub use message::{DiskDecl, DiskState, Hello, Message, PROTOCOL, VERSION, Welcome};
 pub use server::{ACK_EVERY, MasterTargetConfig, MasterTargetServer};

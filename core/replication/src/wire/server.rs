@@ -16,7 +16,7 @@ use super::{
 use crate::{
     cycle::{CycleSink, MasterTarget, now_ms},
     error::{ReplicationError, WireError},
-    hash::block_digests,
+    hash::{BlockHasher, block_digests},
     journal::{Consistency, FaultHook, Journal, JournalConfig, RecoveryPoint},
     transport::{FileTransport, Transport},
 };
@@ -92,9 +92,43 @@ impl MasterTargetServer {
         Self { config, target: None, created: BTreeMap::new(), notes: Vec::new() }
     }
 
+    /// A server for a master target the caller has already opened, with replicas on any
+    /// transport (adapter disks, page blobs), so the pipeline can run the protocol over
+    /// loopback inside one process. Sessions must declare disks the target holds, at
+    /// their sizes.
+    pub fn for_target(target: MasterTarget) -> Self {
+        let config = MasterTargetConfig {
+            journal_dir: target.journal().dir().to_path_buf(),
+            replicas: BTreeMap::new(),
+            journal: JournalConfig::default(),
+            fault: None,
+        };
+        Self { config, target: Some(target), created: BTreeMap::new(), notes: Vec::new() }
+    }
+
     /// The master target, once a session has opened it.
     pub fn target(&self) -> Option<&MasterTarget> {
         self.target.as_ref()
+    }
+
+    /// Gives the master target back, once a session has opened it.
+    pub fn into_target(self) -> Option<MasterTarget> {
+        self.target
+    }
+
+    /// Checks that every disk `hello` declares is a replica of the open target, at its size.
+    async fn check_declared(target: &MasterTarget, hello: &Hello) -> Result<(), ReplicationError> {
+        for d in &hello.disks {
+            let replica = target.replicas().get(&d.id).ok_or_else(|| WireError::Refused {
+                peer: "process server".into(),
+                reason: format!("this master target has no replica for disk {}", d.id),
+            })?;
+            let size = replica.size().await?;
+            if size != d.size {
+                return Err(ReplicationError::SizeMismatch { disk: replica.describe(), source_size: d.size, target_size: size });
+            }
+        }
+        Ok(())
     }
 
     /// Serves sessions on `listener` one after another, forever.
@@ -109,8 +143,8 @@ impl MasterTargetServer {
 
     /// Opens replicas and journal for the disks `hello` declares, resuming after a crash.
     async fn open(&mut self, hello: &Hello) -> Result<(), ReplicationError> {
-        if self.target.is_some() {
-            return Ok(());
+        if let Some(target) = &self.target {
+            return Self::check_declared(target, hello).await;
         }
         let mut replicas: BTreeMap<u32, Arc<dyn Transport>> = BTreeMap::new();
         for d in &hello.disks {
@@ -232,12 +266,13 @@ impl MasterTargetServer {
                     self.created.values_mut().for_each(|c| *c = false);
                     conn.send(&Message::Applied { point }).await?;
                 }
-                Message::HashRequest { disk, block } => {
+                Message::HashRequest { disk, block, key } => {
+                    let hasher = BlockHasher::with_key(block, &key).map_err(|reason| WireError::BadFrame { peer: conn.peer.clone(), reason })?;
                     let replica = target.replicas().get(&disk).cloned().ok_or_else(|| WireError::BadFrame {
                         peer: conn.peer.clone(),
                         reason: format!("digests asked for unknown disk {disk}"),
                     })?;
-                    let digests = block_digests(replica.as_ref(), block, None).await?;
+                    let digests = block_digests(replica.as_ref(), &hasher, None).await?;
                     for (i, page) in digests.chunks(DIGESTS_PER_FRAME).enumerate() {
                         let first = (i * DIGESTS_PER_FRAME) as u64;
                         conn.send(&Message::Hashes { disk, first, digests: page.to_vec() }).await?;

@@ -45,17 +45,21 @@ pub struct Config {
     pub replication: ReplicationConfig,
 }
 
-/// `[replication]`: how often `homeward replicate --watch` cuts a recovery point.
+/// `[replication]`: how often `homeward replicate --watch` cuts a recovery point, and how
+/// fast cycles may send.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplicationConfig {
     /// Seconds between cycles (each makes a recovery point; the RPO is their spacing).
     pub cycle_interval_secs: u64,
+    /// Bandwidth limit for cycles in megabits per second (decimal); 0 or absent means
+    /// unlimited.
+    pub bandwidth_mbps: Option<u64>,
 }
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
-        ReplicationConfig { cycle_interval_secs: 300 }
+        ReplicationConfig { cycle_interval_secs: 300, bandwidth_mbps: None }
     }
 }
 

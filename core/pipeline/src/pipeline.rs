@@ -93,6 +93,7 @@ pub struct Pipeline {
     pub(crate) sites: BTreeMap<String, SiteHandle>,
     pub(crate) progress: Option<ProgressSink>,
     pub(crate) forward_policy: Policy,
+    pub(crate) bandwidth_limit: Option<u64>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -128,7 +129,14 @@ impl Pipeline {
             sites: sites.into_iter().map(|s| (s.name.clone(), s)).collect(),
             progress: None,
             forward_policy,
+            bandwidth_limit: None,
         })
+    }
+
+    /// Holds replication cycles to `bytes_per_second` on the wire.
+    pub fn with_bandwidth_limit(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.bandwidth_limit = bytes_per_second.filter(|b| *b > 0);
+        self
     }
 
     /// Sends job progress to `sink`.

@@ -6,13 +6,15 @@ use std::path::PathBuf;
 
 use homeward_plugin_host::bindings::disks::AccessMode;
 use homeward_replication::{
+    ReplicationError,
     compress::Codec,
     copy::copy_allocated,
-    cycle::{DiskChanges, MasterTarget as Mt, send_cycle},
+    cycle::{DiskChanges, MasterTarget as Mt},
     extent::Extent,
     journal::{Consistency, DiskSet, Journal, JournalConfig, RecoveryPoint},
     progress::ProgressReporter,
     resync::{ResyncOptions, Verified, resync},
+    wire::{LoopbackMasterTarget, SessionOptions},
 };
 use serde::Serialize;
 use tracing::info;
@@ -383,16 +385,31 @@ impl Pipeline {
             if let Some(cut) = &report.tail_cut {
                 self.store.event("warning", &format!("journal {}", dir.display()), "journal-tail-cut", &format!("a torn tail was cut at startup: {cut:?}"))?;
             }
-            let mut mt = Mt::new(journal, replicas);
-            mt.resume().await.map_err(PipelineError::replication(format!("group {group_name}")))?;
-            let seq = mt.next_cycle();
+            let object = format!("group {group_name}");
+            let mut sizes = Vec::new();
+            for (id, replica) in &replicas {
+                sizes.push((*id, replica.size().await.map_err(|e| PipelineError::replication(object.clone())(e.into()))?));
+            }
+            // The process-server and master-target roles run in this process, so the cycle
+            // crosses loopback TCP through the same framed protocol as between two hosts.
+            let server = LoopbackMasterTarget::start(Mt::new(journal, replicas)).await.map_err(|e| PipelineError::replication(object.clone())(e.into()))?;
+            let options = SessionOptions { bandwidth: self.bandwidth_limit, codec: Codec::default(), ..SessionOptions::default() };
+            let mut session = server.connect(group_name, &sizes, options).await.map_err(|e| PipelineError::replication(object.clone())(e.into()))?;
             let consistency = if app_due { Consistency::App } else { Consistency::Crash };
             let total: u64 = disks.iter().flat_map(|d| d.changed.iter()).map(|e| e.len).sum();
             let (reporter, _rx) = ProgressReporter::new(total, 0);
-            let r = send_cycle(&mut mt, seq, &disks, time_ms, consistency, Codec::default(), Some(&reporter))
-                .await
-                .map_err(PipelineError::replication(format!("group {group_name} cycle {seq}")))?;
-            let pruned = mt.journal_mut().prune(policy.retention_s * 1000, self.now()).map_err(|e| PipelineError::replication(format!("group {group_name}"))(e.into()))?;
+            let sent = session.cycle(&disks, time_ms, consistency, Some(&reporter)).await;
+            let sent = match sent {
+                Ok(r) => session.close().await.map(|()| r).map_err(ReplicationError::from),
+                Err(e) => Err(e),
+            };
+            // The master target's own error, if any, explains a failed session best.
+            let mt = server.finish().await;
+            let (r, mut mt) = match (sent, mt) {
+                (Ok(r), Ok(mt)) => (r, mt),
+                (_, Err(e)) | (Err(e), _) => return Err(PipelineError::replication(format!("{object} cycle"))(e)),
+            };
+            let pruned = mt.journal_mut().prune(policy.retention_s * 1000, self.now()).map_err(|e| PipelineError::replication(object.clone())(e.into()))?;
             info!(?pruned, "journal pruned to the policy's retention");
             let keep: Vec<u64> = mt.journal().points().iter().map(|p| p.seq).collect();
             Ok::<_, PipelineError>((r, keep))

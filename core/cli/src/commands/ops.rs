@@ -240,7 +240,8 @@ pub async fn open(loaded: &LoadedConfig, out: Output) -> anyhow::Result<Pipeline
         sites.push(SiteHandle { name: name.clone(), role, plugin: Arc::new(plugin) });
     }
     let data_dir = loaded.data_dir()?;
-    let pipeline = Pipeline::open(&data_dir, sites)?.with_progress(progress_printer(out));
+    let bandwidth = loaded.config.replication.bandwidth_mbps.map(|m| m.saturating_mul(1_000_000) / 8);
+    let pipeline = Pipeline::open(&data_dir, sites)?.with_progress(progress_printer(out)).with_bandwidth_limit(bandwidth);
     scheduled_backup(loaded, pipeline.store())?;
     let resumed = pipeline.resume_jobs().await;
     match resumed {

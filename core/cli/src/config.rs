@@ -55,11 +55,13 @@ pub struct ReplicationConfig {
     /// Bandwidth limit for cycles in megabits per second (decimal); 0 or absent means
     /// unlimited.
     pub bandwidth_mbps: Option<u64>,
+    /// Compression of cycles on the wire: `zstd-1` (default), `zstd-N`, `lz4` or `none`.
+    pub codec: Option<String>,
 }
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
-        ReplicationConfig { cycle_interval_secs: 300, bandwidth_mbps: None }
+        ReplicationConfig { cycle_interval_secs: 300, bandwidth_mbps: None, codec: None }
     }
 }
 
@@ -294,6 +296,9 @@ fn validate(config: &Config) -> anyhow::Result<()> {
         if site.role != "on-prem" && site.role != "azure" {
             problems.push(format!("sites.{name}.role must be \"on-prem\" or \"azure\", not `{}`", site.role));
         }
+    }
+    if let Some(Err(e)) = config.replication.codec.as_deref().map(str::parse::<homeward_pipeline::Codec>) {
+        problems.push(format!("replication.codec: {e}"));
     }
     if problems.is_empty() { Ok(()) } else { bail!("invalid config:\n  {}", problems.join("\n  ")) }
 }

@@ -121,6 +121,18 @@ fn unknown_keys_are_errors_naming_the_key_path_from_file_and_environment() {
 }
 
 #[test]
+fn an_unknown_wire_codec_is_refused_with_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = template_config(dir.path(), "[replication]\ncodec = \"gzip\"\nbandwidth_mbps = 100\n");
+    let out = homeward(&["--config", config.to_str().unwrap(), "config", "check"], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("replication.codec: unknown codec \"gzip\": use none, lz4, zstd or zstd-N"), "{}", stderr(&out));
+    let config = template_config(dir.path(), "[replication]\ncodec = \"lz4\"\nbandwidth_mbps = 100\n");
+    let out = homeward(&["--config", config.to_str().unwrap(), "config", "check"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn environment_variables_override_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = template_config(dir.path(), "");

@@ -25,4 +25,6 @@ pub mod replicate;
 pub mod store;
 
 pub use error::PipelineError;
+/// The wire codec, as `[replication] codec` names it.
+pub use homeward_replication::compress::Codec;
 pub use pipeline::{JobProgress, Pipeline, SiteHandle, SiteRole};

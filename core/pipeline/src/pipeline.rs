@@ -94,6 +94,7 @@ pub struct Pipeline {
     pub(crate) progress: Option<ProgressSink>,
     pub(crate) forward_policy: Policy,
     pub(crate) bandwidth_limit: Option<u64>,
+    pub(crate) codec: homeward_replication::compress::Codec,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -130,12 +131,19 @@ impl Pipeline {
             progress: None,
             forward_policy,
             bandwidth_limit: None,
+            codec: homeward_replication::compress::Codec::default(),
         })
     }
 
     /// Holds replication cycles to `bytes_per_second` on the wire.
     pub fn with_bandwidth_limit(mut self, bytes_per_second: Option<u64>) -> Self {
         self.bandwidth_limit = bytes_per_second.filter(|b| *b > 0);
+        self
+    }
+
+    /// Compresses cycles on the wire with `codec`.
+    pub fn with_codec(mut self, codec: homeward_replication::compress::Codec) -> Self {
+        self.codec = codec;
         self
     }
 

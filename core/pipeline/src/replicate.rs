@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use homeward_plugin_host::bindings::disks::AccessMode;
 use homeward_replication::{
     ReplicationError,
-    compress::Codec,
     copy::copy_allocated,
     cycle::{DiskChanges, MasterTarget as Mt},
     extent::Extent,
@@ -218,7 +217,8 @@ impl Pipeline {
     }
 
     /// Publishes a transfer's progress (bytes, rate, ETA) as job progress, at most twice
-    /// a second, until the returned task is aborted.
+    /// a second, until the returned task is aborted. `job` 0 is a transfer outside any job
+    /// (a replication cycle).
     pub(crate) fn watch_progress(&self, job: u64, detail: String, mut rx: tokio::sync::watch::Receiver<homeward_replication::progress::Progress>) -> tokio::task::JoinHandle<()> {
         let sink = self.progress.clone();
         tokio::spawn(async move {
@@ -393,12 +393,15 @@ impl Pipeline {
             // The process-server and master-target roles run in this process, so the cycle
             // crosses loopback TCP through the same framed protocol as between two hosts.
             let server = LoopbackMasterTarget::start(Mt::new(journal, replicas)).await.map_err(|e| PipelineError::replication(object.clone())(e.into()))?;
-            let options = SessionOptions { bandwidth: self.bandwidth_limit, codec: Codec::default(), ..SessionOptions::default() };
+            let options = SessionOptions { bandwidth: self.bandwidth_limit, codec: self.codec, ..SessionOptions::default() };
             let mut session = server.connect(group_name, &sizes, options).await.map_err(|e| PipelineError::replication(object.clone())(e.into()))?;
             let consistency = if app_due { Consistency::App } else { Consistency::Crash };
             let total: u64 = disks.iter().flat_map(|d| d.changed.iter()).map(|e| e.len).sum();
-            let (reporter, _rx) = ProgressReporter::new(total, 0);
+            let (reporter, rx) = ProgressReporter::new(total, 0);
+            // Job 0: a cycle is not a job of its own; the printer shows it by group.
+            let watcher = self.watch_progress(0, format!("cycle {} of group {group_name}", session.next_cycle()), rx);
             let sent = session.cycle(&disks, time_ms, consistency, Some(&reporter)).await;
+            watcher.abort();
             let sent = match sent {
                 Ok(r) => session.close().await.map(|()| r).map_err(ReplicationError::from),
                 Err(e) => Err(e),

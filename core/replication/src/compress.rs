@@ -43,6 +43,34 @@ impl Default for Codec {
     }
 }
 
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Codec::None => f.write_str("none"),
+            Codec::Zstd(level) => write!(f, "zstd-{level}"),
+            Codec::Lz4 => f.write_str("lz4"),
+        }
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+
+    /// `none`, `lz4`, `zstd` (level 1) or `zstd-N` with N from 1 to 19.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown codec {s:?}: use none, lz4, zstd or zstd-N (N from 1 to 19)");
+        match s {
+            "none" => Ok(Codec::None),
+            "lz4" => Ok(Codec::Lz4),
+            "zstd" => Ok(Codec::Zstd(1)),
+            _ => match s.strip_prefix("zstd-").map(str::parse::<i32>) {
+                Some(Ok(level)) if (1..=19).contains(&level) => Ok(Codec::Zstd(level)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
 impl Codec {
     /// The codec's id on the wire.
     pub fn id(self) -> u8 {
@@ -115,5 +143,16 @@ mod tests {
         }
         assert!(Codec::Zstd(1).compress(&text).1.len() < 1000);
         assert!(Codec::decompress(1, b"garbage", 10).is_err());
+    }
+
+    #[test]
+    fn codec_names_parse_and_print_back() {
+        for codec in [Codec::None, Codec::Lz4, Codec::Zstd(1), Codec::Zstd(7)] {
+            assert_eq!(codec.to_string().parse::<Codec>(), Ok(codec));
+        }
+        assert_eq!("zstd".parse::<Codec>(), Ok(Codec::Zstd(1)));
+        for bad in ["gzip", "zstd-0", "zstd-20", "zstd-x", ""] {
+            assert!(bad.parse::<Codec>().unwrap_err().contains("use none, lz4, zstd or zstd-N"), "{bad}");
+        }
     }
 }

@@ -241,7 +241,9 @@ pub async fn open(loaded: &LoadedConfig, out: Output) -> anyhow::Result<Pipeline
     }
     let data_dir = loaded.data_dir()?;
     let bandwidth = loaded.config.replication.bandwidth_mbps.map(|m| m.saturating_mul(1_000_000) / 8);
-    let pipeline = Pipeline::open(&data_dir, sites)?.with_progress(progress_printer(out)).with_bandwidth_limit(bandwidth);
+    // Checked when the config was loaded.
+    let codec = loaded.config.replication.codec.as_deref().map_or(Ok(homeward_pipeline::Codec::default()), str::parse).map_err(anyhow::Error::msg)?;
+    let pipeline = Pipeline::open(&data_dir, sites)?.with_progress(progress_printer(out)).with_bandwidth_limit(bandwidth).with_codec(codec);
     scheduled_backup(loaded, pipeline.store())?;
     let resumed = pipeline.resume_jobs().await;
     match resumed {
@@ -283,10 +285,12 @@ pub fn progress_printer(out: Output) -> homeward_pipeline::pipeline::ProgressSin
             String::new()
         };
         let step = if p.steps > 0 { format!("step {}/{} {}", p.step_no, p.steps, p.step) } else { p.step.clone() };
+        // Job 0 is a transfer outside any job (a replication cycle): its detail says what.
+        let line = if p.job == 0 { format!("{}{bytes}", p.detail) } else { format!("job {} {step}: {}{bytes}", p.job, p.detail) };
         if tty {
-            eprint!("\r\x1b[2Kjob {} {step}: {}{bytes}\n", p.job, p.detail);
+            eprint!("\r\x1b[2K{line}\n");
         } else {
-            eprintln!("job {} {step}: {}{bytes}", p.job, p.detail);
+            eprintln!("{line}");
         }
     })
 }

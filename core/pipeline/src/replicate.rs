@@ -404,7 +404,12 @@ impl Pipeline {
             watcher.abort();
             let sent = match sent {
                 Ok(r) => session.close().await.map(|()| r).map_err(ReplicationError::from),
-                Err(e) => Err(e),
+                Err(e) => {
+                    // Closing the connection ends the master target's session, which
+                    // `finish` waits for.
+                    drop(session);
+                    Err(e)
+                }
             };
             // The master target's own error, if any, explains a failed session best.
             let mt = server.finish().await;

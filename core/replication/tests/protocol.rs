@@ -165,6 +165,68 @@ async fn a_loopback_master_target_serves_an_opened_target_and_gives_it_back() {
     assert_eq!(replica.contents(), futures_block_on(src.read_at(0, 1 << 20)).unwrap().to_vec());
 }
 
+/// A source whose reads fail from `fail_from` on, as a disk that goes away mid-cycle.
+#[derive(Debug)]
+struct FailingSource {
+    inner: Arc<dyn Transport>,
+    fail_from: u64,
+}
+
+impl Transport for FailingSource {
+    fn describe(&self) -> String {
+        "failing source".into()
+    }
+    fn size(&self) -> TransportFuture<'_, u64> {
+        self.inner.size()
+    }
+    fn allocated_extents(&self) -> TransportFuture<'_, Vec<Extent>> {
+        self.inner.allocated_extents()
+    }
+    fn read_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
+        if offset >= self.fail_from {
+            return Box::pin(async move { Err(TransportError::Invalid { target: "failing source".into(), message: format!("read at {offset} failed") }) });
+        }
+        self.inner.read_at(offset, len)
+    }
+    fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()> {
+        self.inner.write_at(offset, data)
+    }
+    fn write_zeroes(&self, offset: u64, len: u64) -> TransportFuture<'_, ()> {
+        self.inner.write_zeroes(offset, len)
+    }
+    fn flush(&self) -> TransportFuture<'_, ()> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test]
+async fn a_sender_failing_mid_cycle_ends_the_loopback_session_and_the_cycle_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = Arc::new(MemoryTransport::new("replica", 8 << 20));
+    let journal_dir = dir.path().join("j");
+    let server = LoopbackMasterTarget::start(opened_target(&journal_dir, &replica)).await.unwrap();
+    // Uncompressed, so the 3 MiB sent before the failure overflow the sender's 1 MiB
+    // buffer and the master target has seen the cycle begin.
+    let options = SessionOptions { codec: homeward_replication::compress::Codec::None, ..SessionOptions::default() };
+    let mut session = server.connect("g", &[(0, 8 << 20)], options).await.unwrap();
+    let src: Arc<dyn Transport> = Arc::new(FailingSource { inner: source(8 << 20, 9), fail_from: 6 << 20 });
+    let changed = (0..64).map(|i| Extent::new(i * (128 << 10), 64 << 10)).collect();
+    let changes = [DiskChanges { disk: 0, source: src, changed }];
+    let err = session.cycle(&changes, 10, Consistency::Crash, None).await.unwrap_err();
+    assert!(err.to_string().contains("read at"), "{err}");
+    drop(session);
+    // `finish` returns (bounded here only so a regression fails instead of hanging).
+    let ended = tokio::time::timeout(Duration::from_secs(30), server.finish()).await.expect("the session ends when the sender hangs up");
+    // A hang-up mid-cycle (a clean close, or a reset when acknowledgements were left
+    // unread) is a connection error, never a finished session.
+    let err = ended.unwrap_err();
+    assert!(matches!(err, ReplicationError::Wire(WireError::Io { .. })), "{err:?}");
+    // Nothing of the failed cycle survives: cycle 1 is next and the replica is untouched.
+    let (journal, _) = Journal::open(&journal_dir, JournalConfig::default()).unwrap();
+    assert_eq!(journal.next_cycle(), 1);
+    assert!(replica.contents().iter().all(|b| *b == 0));
+}
+
 #[tokio::test]
 async fn the_sender_stops_at_its_window_until_the_master_target_acknowledges() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -7,7 +7,7 @@
 //!     [--segment-bytes N]
 //! homeward-replication-role process-server --connect ADDR --group NAME --disk ID=PATH...
 //!     (--sync | --changes FILE --cycle SEQ) [--app-consistent] [--bwlimit BYTES_PER_SEC]
-//!     [--codec zstd|lz4|none] [--time-ms MS]
+//!     [--codec zstd|zstd-N|lz4|none] [--time-ms MS]
 //! ```
 //! The master target prints `LISTENING <addr>` once it accepts sessions. The process
 //! server prints one JSON line describing what it did. `--changes` names a JSON file of
@@ -107,11 +107,9 @@ fn parse_changes(path: &str) -> anyhow::Result<BTreeMap<u32, Vec<Extent>>> {
 }
 
 async fn process_server(args: Args) -> anyhow::Result<()> {
-    let codec = match args.value("--codec").as_deref() {
-        None | Some("zstd") => Codec::Zstd(1),
-        Some("lz4") => Codec::Lz4,
-        Some("none") => Codec::None,
-        Some(other) => bail!("unknown codec {other}"),
+    let codec = match args.value("--codec") {
+        None => Codec::default(),
+        Some(name) => name.parse::<Codec>().map_err(|e| anyhow::anyhow!("--codec: {e}"))?,
     };
     let options = SessionOptions {
         bandwidth: args.value("--bwlimit").map(|s| s.parse()).transpose()?,

@@ -239,12 +239,25 @@ impl MasterTargetServer {
         };
         conn.send(&Message::Welcome(welcome)).await?;
         let mut received = 0u64;
+        let mut open_cycle = None;
         loop {
-            let Some(msg) = conn.recv().await? else { return Ok(()) };
+            let Some(msg) = conn.recv().await? else {
+                // A sender that hangs up inside a cycle failed; the session's error path
+                // cuts the cycle from the journal.
+                return match open_cycle {
+                    None => Ok(()),
+                    Some(seq) => Err(WireError::Io {
+                        peer: conn.peer.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("the process server hung up in the middle of cycle {seq}")),
+                    }
+                    .into()),
+                };
+            };
             match msg {
                 Message::Begin { seq, time_ms, consistency } => {
                     target.begin(seq, time_ms, consistency).await?;
                     received = 0;
+                    open_cycle = Some(seq);
                 }
                 Message::Block(b) => {
                     target.block(b).await?;
@@ -262,6 +275,7 @@ impl MasterTargetServer {
                         .into());
                     }
                     let point = target.end().await?;
+                    open_cycle = None;
                     // Replicas now hold data: later syncs compare instead of copying.
                     self.created.values_mut().for_each(|c| *c = false);
                     conn.send(&Message::Applied { point }).await?;

@@ -165,40 +165,6 @@ async fn a_loopback_master_target_serves_an_opened_target_and_gives_it_back() {
     assert_eq!(replica.contents(), futures_block_on(src.read_at(0, 1 << 20)).unwrap().to_vec());
 }
 
-/// A source whose reads fail from `fail_from` on, as a disk that goes away mid-cycle.
-#[derive(Debug)]
-struct FailingSource {
-    inner: Arc<dyn Transport>,
-    fail_from: u64,
-}
-
-impl Transport for FailingSource {
-    fn describe(&self) -> String {
-        "failing source".into()
-    }
-    fn size(&self) -> TransportFuture<'_, u64> {
-        self.inner.size()
-    }
-    fn allocated_extents(&self) -> TransportFuture<'_, Vec<Extent>> {
-        self.inner.allocated_extents()
-    }
-    fn read_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
-        if offset >= self.fail_from {
-            return Box::pin(async move { Err(TransportError::Invalid { target: "failing source".into(), message: format!("read at {offset} failed") }) });
-        }
-        self.inner.read_at(offset, len)
-    }
-    fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()> {
-        self.inner.write_at(offset, data)
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> TransportFuture<'_, ()> {
-        self.inner.write_zeroes(offset, len)
-    }
-    fn flush(&self) -> TransportFuture<'_, ()> {
-        self.inner.flush()
-    }
-}
-
 #[tokio::test]
 async fn a_sender_failing_mid_cycle_ends_the_loopback_session_and_the_cycle_is_cut() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,7 +175,7 @@ async fn a_sender_failing_mid_cycle_ends_the_loopback_session_and_the_cycle_is_c
     // buffer and the master target has seen the cycle begin.
     let options = SessionOptions { codec: homeward_replication::compress::Codec::None, ..SessionOptions::default() };
     let mut session = server.connect("g", &[(0, 8 << 20)], options).await.unwrap();
-    let src: Arc<dyn Transport> = Arc::new(FailingSource { inner: source(8 << 20, 9), fail_from: 6 << 20 });
+    let src: Arc<dyn Transport> = Arc::new(FaultyDisk::failing_reads_from(source(8 << 20, 9), 6 << 20));
     let changed = (0..64).map(|i| Extent::new(i * (128 << 10), 64 << 10)).collect();
     let changes = [DiskChanges { disk: 0, source: src, changed }];
     let err = session.cycle(&changes, 10, Consistency::Crash, None).await.unwrap_err();
@@ -267,16 +233,28 @@ async fn the_sender_stops_at_its_window_until_the_master_target_acknowledges() {
     assert!(matches!(err, ReplicationError::Wire(WireError::Io { .. })), "{err:?}");
 }
 
-/// A disk that silently loses some writes, as a failing controller might.
+/// A disk with a fault: it silently loses its next `lose` writes, as a failing controller
+/// might, or its reads fail from `fail_reads_from` on, as a disk that goes away mid-cycle.
 #[derive(Debug)]
-struct LossyDisk {
-    inner: MemoryTransport,
+struct FaultyDisk {
+    inner: Arc<dyn Transport>,
     lose: AtomicU32,
+    fail_reads_from: u64,
 }
 
-impl Transport for LossyDisk {
+impl FaultyDisk {
+    fn losing_writes(inner: Arc<dyn Transport>, lose: u32) -> Self {
+        Self { inner, lose: AtomicU32::new(lose), fail_reads_from: u64::MAX }
+    }
+
+    fn failing_reads_from(inner: Arc<dyn Transport>, offset: u64) -> Self {
+        Self { inner, lose: AtomicU32::new(0), fail_reads_from: offset }
+    }
+}
+
+impl Transport for FaultyDisk {
     fn describe(&self) -> String {
-        "lossy".into()
+        "faulty".into()
     }
     fn size(&self) -> TransportFuture<'_, u64> {
         self.inner.size()
@@ -285,6 +263,9 @@ impl Transport for LossyDisk {
         self.inner.allocated_extents()
     }
     fn read_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
+        if offset >= self.fail_reads_from {
+            return Box::pin(async move { Err(TransportError::Invalid { target: "faulty".into(), message: format!("read at {offset} failed") }) });
+        }
         self.inner.read_at(offset, len)
     }
     fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()> {
@@ -305,12 +286,13 @@ impl Transport for LossyDisk {
 #[tokio::test]
 async fn verification_repairs_a_lost_write_and_refuses_a_disk_that_keeps_losing_them() {
     let src = source(256 << 10, 5);
-    let flaky = LossyDisk { inner: MemoryTransport::new("dst", 256 << 10), lose: AtomicU32::new(1) };
+    let dst = Arc::new(MemoryTransport::new("dst", 256 << 10));
+    let flaky = FaultyDisk::losing_writes(dst.clone(), 1);
     let report = resync(src.as_ref(), &flaky, ResyncOptions::default(), None).await.unwrap();
     assert!(matches!(report.verified, Verified::Repaired { blocks } if blocks > 0), "{report:?}");
-    assert_eq!(flaky.inner.contents(), futures_block_on(src.read_at(0, 256 << 10)).unwrap().to_vec());
+    assert_eq!(dst.contents(), futures_block_on(src.read_at(0, 256 << 10)).unwrap().to_vec());
 
-    let broken = LossyDisk { inner: MemoryTransport::new("dst", 256 << 10), lose: AtomicU32::new(u32::MAX) };
+    let broken = FaultyDisk::losing_writes(Arc::new(MemoryTransport::new("dst", 256 << 10)), u32::MAX);
     let err = resync(src.as_ref(), &broken, ResyncOptions::default(), None).await.unwrap_err();
     assert!(matches!(err, ReplicationError::VerifyFailed { blocks, .. } if blocks > 0), "{err:?}");
 }

@@ -743,7 +743,14 @@ impl Pipeline {
             }
             ids.insert(item.name.clone(), json!(item_ids));
         }
-        let result = journal.materialise(seq, &replicas, &targets).await.map_err(|e| PipelineError::replication(object.clone())(e.into()));
+        // A cycle cut short by a crash is rolled back first: the point is then exactly
+        // what the journal recorded, whatever the last cycle left on the replicas.
+        let result = async {
+            journal.resume(&replicas).await?;
+            journal.materialise(seq, &replicas, &targets).await
+        }
+        .await
+        .map_err(|e| PipelineError::replication(object.clone())(e.into()));
         self.close_all(&handles).await;
         // Closing the test disks finishes their upload, so a VM can attach them.
         for (site, h) in &test_handles {

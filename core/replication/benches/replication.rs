@@ -227,7 +227,7 @@ fn cat_both(a: &Path, b: &Path) -> Duration {
 
 /// Where a comparison tool is, if installed.
 fn tool(name: &str, env: Option<&str>) -> Option<PathBuf> {
-    if let Some(p) = env.and_then(|e| std::env::var_os(e)).map(PathBuf::from) {
+    if let Some(p) = env.and_then(std::env::var_os).map(PathBuf::from) {
         return p.is_file().then_some(p);
     }
     std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))

@@ -15,7 +15,7 @@ use crate::{
     compress::Codec,
     error::{JournalError, ReplicationError, TransportError},
     extent::{Extent, normalize},
-    journal::{Consistency, DiskSet, Journal, Pending, RecoveryPoint},
+    journal::{BlockWrite, Consistency, DiskSet, Journal, Pending, RecoveryPoint},
     progress::ProgressReporter,
     transport::Transport,
 };
@@ -24,12 +24,6 @@ use crate::{
 pub const MAX_BLOCK: u64 = 1 << 20;
 /// Reads (and compressions) in flight on the process server.
 pub const READS_IN_FLIGHT: usize = 16;
-/// Blocks the master target gathers before reading their undo data together: enough
-/// reads at once to keep the replica's disk busy.
-const UNDO_BATCH: usize = 64;
-/// ... but never more than this many bytes of blocks, which bounds memory (the batch
-/// holds the blocks and then their undo bytes) whatever the block size.
-const UNDO_BATCH_BYTES: u64 = 16 << 20;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -183,15 +177,13 @@ async fn read_block(source: &dyn Transport, disk: u32, piece: Extent, codec: Cod
 pub struct MasterTarget {
     journal: Journal,
     replicas: DiskSet,
-    batch: Vec<(u32, u64, Option<Bytes>, u32)>,
-    open: Option<u64>,
 }
 
 impl MasterTarget {
     /// A master target over an open journal and its replicas. Call
     /// [`MasterTarget::resume`] before new cycles.
     pub fn new(journal: Journal, replicas: DiskSet) -> Self {
-        Self { journal, replicas, batch: Vec::new(), open: None }
+        Self { journal, replicas }
     }
 
     /// Finishes work a crash interrupted (see [`Journal::resume`]).
@@ -219,32 +211,10 @@ impl MasterTarget {
         self.journal.next_cycle()
     }
 
-    async fn flush_batch(&mut self) -> Result<(), ReplicationError> {
-        let batch = std::mem::take(&mut self.batch);
-        let replicas = &self.replicas;
-        // Undo bytes are what the replica holds before any of this cycle is applied.
-        let mut reads = Vec::with_capacity(batch.len());
-        for (disk, offset, _, len) in &batch {
-            let replica = replicas
-                .get(disk)
-                .cloned()
-                .ok_or_else(|| JournalError::Protocol(format!("block for unknown disk {disk}")))?;
-            let (offset, len) = (*offset, *len as usize);
-            reads.push(async move { replica.read_at(offset, len).await });
-        }
-        let olds: Vec<Bytes> = futures::future::try_join_all(reads).await?;
-        for ((disk, offset, new, len), old) in batch.into_iter().zip(olds) {
-            let zeros;
-            let new: &[u8] = match &new {
-                Some(d) => d,
-                None => {
-                    zeros = vec![0u8; len as usize];
-                    &zeros
-                }
-            };
-            self.journal.append_block(disk, offset, &old, new)?;
-        }
-        Ok(())
+    /// Drops the open cycle, if any, after its sender failed: rolls back whatever of it
+    /// reached the replicas (see [`Journal::abort_cycle`]). Returns the dropped cycle.
+    pub async fn abort_cycle(&mut self) -> Result<Option<u64>, ReplicationError> {
+        Ok(self.journal.abort_cycle(&self.replicas).await?)
     }
 }
 
@@ -258,25 +228,17 @@ impl CycleSink for MasterTarget {
             .into());
         }
         self.journal.begin_cycle(time_ms, consistency)?;
-        self.open = Some(seq);
         Ok(())
     }
 
     async fn block(&mut self, block: WireBlock) -> Result<(), ReplicationError> {
         let data = block.data().map_err(|m| JournalError::Protocol(format!("block at {}: {m}", block.offset)))?;
-        self.batch.push((block.disk, block.offset, data, block.len));
-        let bytes: u64 = self.batch.iter().map(|b| u64::from(b.3)).sum();
-        if self.batch.len() >= UNDO_BATCH || bytes >= UNDO_BATCH_BYTES {
-            self.flush_batch().await?;
-        }
-        Ok(())
+        let write = BlockWrite { disk: block.disk, offset: block.offset, len: block.len, data };
+        Ok(self.journal.stage_block(&self.replicas, write).await?)
     }
 
     async fn end(&mut self) -> Result<RecoveryPoint, ReplicationError> {
-        self.flush_batch().await?;
-        self.open = None;
-        self.journal.commit_cycle()?;
-        Ok(self.journal.apply_committed(&self.replicas).await?)
+        Ok(self.journal.commit_cycle(&self.replicas).await?)
     }
 }
 

@@ -83,6 +83,13 @@ pub enum JournalError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The segment was written in journal format 1 by an older Homeward. It is left as
+    /// it is: nothing is cut or rewritten.
+    #[error("journal segment {segment} is in journal format 1, written by an older Homeward: finish or fail over with the version that wrote it, or move the journal directory away and resync")]
+    OldFormat {
+        /// The segment file.
+        segment: PathBuf,
+    },
     /// The requested recovery point is not retained.
     #[error("recovery point {0} is not retained in this journal")]
     UnknownPoint(u64),

@@ -167,30 +167,34 @@ async fn a_loopback_master_target_serves_an_opened_target_and_gives_it_back() {
 
 #[tokio::test]
 async fn a_sender_failing_mid_cycle_ends_the_loopback_session_and_the_cycle_is_cut() {
+    const SIZE: u64 = 96 << 20;
     let dir = tempfile::tempdir().unwrap();
-    let replica = Arc::new(MemoryTransport::new("replica", 8 << 20));
+    // The replica holds data, so rolling back what reached it is visible.
+    let replica = Arc::new(MemoryTransport::new("replica", SIZE));
+    let before = source(SIZE, 5).read_at(0, SIZE as usize).await.unwrap();
+    replica.write_at(0, before.clone()).await.unwrap();
     let journal_dir = dir.path().join("j");
     let server = LoopbackMasterTarget::start(opened_target(&journal_dir, &replica)).await.unwrap();
-    // Uncompressed, so the 3 MiB sent before the failure overflow the sender's 1 MiB
-    // buffer and the master target has seen the cycle begin.
     let options = SessionOptions { codec: homeward_replication::compress::Codec::None, ..SessionOptions::default() };
-    let mut session = server.connect("g", &[(0, 8 << 20)], options).await.unwrap();
-    let src: Arc<dyn Transport> = Arc::new(FaultyDisk::failing_reads_from(source(8 << 20, 9), 6 << 20));
-    let changed = (0..64).map(|i| Extent::new(i * (128 << 10), 64 << 10)).collect();
+    let mut session = server.connect("g", &[(0, SIZE)], options).await.unwrap();
+    // Reads fail after 80 MiB: more than two journal batches have been written to the
+    // replica by then.
+    let src: Arc<dyn Transport> = Arc::new(FaultyDisk::failing_reads_from(source(SIZE, 9), 80 << 20));
+    let changed = vec![Extent::new(0, SIZE)];
     let changes = [DiskChanges { disk: 0, source: src, changed }];
     let err = session.cycle(&changes, 10, Consistency::Crash, None).await.unwrap_err();
     assert!(err.to_string().contains("read at"), "{err}");
     drop(session);
     // `finish` returns (bounded here only so a regression fails instead of hanging).
-    let ended = tokio::time::timeout(Duration::from_secs(30), server.finish()).await.expect("the session ends when the sender hangs up");
+    let ended = tokio::time::timeout(Duration::from_secs(60), server.finish()).await.expect("the session ends when the sender hangs up");
     // A hang-up mid-cycle (a clean close, or a reset when acknowledgements were left
     // unread) is a connection error, never a finished session.
     let err = ended.unwrap_err();
     assert!(matches!(err, ReplicationError::Wire(WireError::Io { .. })), "{err:?}");
-    // Nothing of the failed cycle survives: cycle 1 is next and the replica is untouched.
-    let (journal, _) = Journal::open(&journal_dir, JournalConfig::default()).unwrap();
-    assert_eq!(journal.next_cycle(), 1);
-    assert!(replica.contents().iter().all(|b| *b == 0));
+    // Nothing of the failed cycle survives: cycle 1 is next and the replica is as before.
+    let (journal, report) = Journal::open(&journal_dir, JournalConfig::default()).unwrap();
+    assert_eq!((journal.next_cycle(), report.discarded_cycle), (1, None));
+    assert!(replica.contents() == before[..], "the replica was rolled back");
 }
 
 #[tokio::test]

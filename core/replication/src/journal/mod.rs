@@ -1,15 +1,23 @@
 //! The retention journal: append-only segment files of checksummed records on the master
 //! target's retention volume.
 //!
-//! A cycle is written ahead of the replica: `Begin`, one `Block` per write holding the
-//! bytes it overwrites (undo) and the bytes it writes (redo), then `Commit` and an fsync.
-//! Only then are the redo bytes applied to the replica, followed by `Applied` and another
-//! fsync, which is what makes the cycle a recovery point. A crash before `Commit` leaves
-//! an uncommitted cycle that is discarded at open (the process server sends it again); a
-//! crash after it leaves a committed cycle that is applied again from the journal. Undo
-//! bytes are read from the replica before any of the cycle is applied, and never again, so
-//! a resumed apply cannot capture its own writes as history.
+//! A cycle's undo goes ahead of the replica. After `Begin`, the cycle's writes come in
+//! batches: for each batch the journal reads what every write will overwrite on the
+//! replica, appends one `Block` record per write holding those undo bytes, fsyncs, and
+//! only then writes the new bytes onto the replica. When every batch is on the replicas
+//! they are flushed, and `Commit` with an fsync makes the cycle a recovery point.
+//!
+//! The new bytes are never journaled (the replica holds them), so each changed byte is
+//! written twice, not three times as with undo and redo both in the journal.
+//!
+//! A crash before `Commit` leaves an uncommitted cycle. Every write it may have made has
+//! its undo record on disk, so [`Journal::resume`] rolls the replicas back with those
+//! records, newest first, and cuts the cycle; the process server, which keeps its
+//! snapshot until the point is acknowledged, sends the cycle again. A write that overlaps
+//! an earlier one of the same cycle reads its undo after that one landed, so the newest
+//! first roll back still ends exactly at the cycle's start.
 
+mod inflight;
 mod record;
 mod scan;
 
@@ -22,13 +30,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::StreamExt;
 use tracing::{info, info_span, Instrument};
 
 pub use record::{Consistency, RecoveryPoint};
 pub use scan::TailCut;
 
 use crate::{error::JournalError, transport::Transport};
+use inflight::CycleWrites;
 use record::Record;
 use scan::{BlockRef, CycleEntry, Index, SegmentInfo, scan, segment_path};
 
@@ -54,8 +62,9 @@ impl Default for JournalConfig {
 pub enum Pending {
     /// Nothing: the replicas hold the newest point.
     None,
-    /// This committed cycle must be (re)applied to the replicas.
-    Apply(u64),
+    /// This uncommitted cycle may have reached the replicas in part: its undo records
+    /// must roll them back before the cycle is cut (and sent again).
+    RollBack(u64),
     /// The replicas must be rolled back to this point.
     Rewind(u64),
 }
@@ -65,7 +74,8 @@ pub enum Pending {
 pub struct OpenReport {
     /// A torn tail that was cut off, with its segment and offset.
     pub tail_cut: Option<TailCut>,
-    /// An uncommitted cycle that was dropped; the sender must send it again.
+    /// An uncommitted cycle found at open: [`Journal::resume`] rolls it back and the
+    /// sender must send it again.
     pub discarded_cycle: Option<u64>,
     /// Work to finish before new cycles.
     pub pending: Pending,
@@ -81,7 +91,8 @@ pub enum FaultSite {
         /// Blocks appended before this one.
         index: u64,
     },
-    /// The `index`th block of `cycle` has been written to the replica.
+    /// The `index`th block of `cycle` has been written to the replica (the cycle is not
+    /// committed yet).
     AfterApplyBlock {
         /// The cycle.
         cycle: u64,
@@ -104,6 +115,12 @@ pub struct PruneReport {
 
 /// Journal bytes appended between two starts of their writeback.
 const WRITEBACK_PIECE: u64 = 8 << 20;
+/// Writes staged before their batch is journaled and launched: the undo of a batch is
+/// synced with one fsync, so batches are large...
+const BATCH_WRITES: usize = 512;
+/// ... but never more than this many bytes, which bounds memory whatever the block size:
+/// a staged batch holds its new bytes and their undo, and one more batch is being written.
+const BATCH_BYTES: u64 = 32 << 20;
 
 /// The journal of one consistency group.
 pub struct Journal {
@@ -117,6 +134,20 @@ pub struct Journal {
     fault: Option<FaultHook>,
     // Where writeback of the active segment was last started (see `append_block_parts`).
     writeback_from: u64,
+    writes: CycleWrites,
+}
+
+/// One write of a cycle, for [`Journal::stage_block`].
+#[derive(Debug, Clone)]
+pub struct BlockWrite {
+    /// Disk id inside the consistency group.
+    pub disk: u32,
+    /// Offset on the disk.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u32,
+    /// The new bytes; `None` for zeros.
+    pub data: Option<Bytes>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -146,49 +177,33 @@ impl Journal {
         let index = Index { max_cycle: base.seq, ..Index::default() };
         let path = segment_path(&dir, 0);
         let active = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io("create segment", &path))?;
-        let mut journal = Self { dir, config, index, active, active_len: 0, readers: HashMap::new(), open_cycle: None, fault: None, writeback_from: 0 };
+        let mut journal = Self { dir, config, index, active, active_len: 0, readers: HashMap::new(), open_cycle: None, fault: None, writeback_from: 0, writes: CycleWrites::default() };
         journal.start_segment(0, base)?;
         journal.index.oldest_base = Some(base);
         Ok(journal)
     }
 
-    /// Opens an existing journal, cutting a torn tail and dropping an uncommitted cycle.
-    /// Corruption anywhere else fails with [`JournalError::Corrupt`].
+    /// Opens an existing journal, cutting a torn tail. An uncommitted cycle is reported
+    /// and left for [`Journal::resume`], which needs the replicas to roll it back.
+    /// Corruption anywhere else fails with [`JournalError::Corrupt`], and a journal of an
+    /// older format with [`JournalError::OldFormat`].
     pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Self, OpenReport), JournalError> {
         let dir = dir.as_ref().to_path_buf();
         let _span = info_span!("journal_open", dir = %dir.display()).entered();
-        let (mut index, tail_cut) = scan(&dir, true)?;
-        let mut discarded_cycle = None;
-        if let Some((&seq, entry)) = index.cycles.last_key_value()
-            && !entry.committed
-        {
-            // Written but never committed: the replica was not touched, so the records can
-            // go. Truncating keeps the segment a clean sequence of whole cycles.
-            let seg = index.segments.last_mut().expect("a cycle lives in a segment");
-            let f = OpenOptions::new().write(true).open(&seg.path).map_err(io("open for truncate", &seg.path))?;
-            f.set_len(entry.begin_offset).map_err(io("truncate", &seg.path))?;
-            f.sync_all().map_err(io("fsync", &seg.path))?;
-            seg.len = entry.begin_offset;
-            index.cycles.remove(&seq);
-            index.max_cycle = seq - 1;
-            discarded_cycle = Some(seq);
-            info!(cycle = seq, "discarded an uncommitted cycle");
-        }
-        let pending = if let Some(p) = index.rewinding {
-            Pending::Rewind(p)
-        } else if let Some((&seq, e)) = index.cycles.last_key_value()
-            && e.committed
-            && !e.applied
-        {
-            Pending::Apply(seq)
-        } else {
-            Pending::None
-        };
+        let (index, tail_cut) = scan(&dir, true)?;
         let seg = index.segments.last().expect("at least one segment");
         let path = seg.path.clone();
         let active_len = seg.len;
         let active = OpenOptions::new().append(true).open(&path).map_err(io("open segment", &path))?;
-        let journal = Self { dir, config, index, active, active_len, readers: HashMap::new(), open_cycle: None, fault: None, writeback_from: 0 };
+        let journal = Self { dir, config, index, active, active_len, readers: HashMap::new(), open_cycle: None, fault: None, writeback_from: 0, writes: CycleWrites::default() };
+        let pending = journal.pending();
+        let discarded_cycle = match pending {
+            Pending::RollBack(seq) => {
+                info!(cycle = seq, "found an uncommitted cycle; resume rolls it back");
+                Some(seq)
+            }
+            _ => None,
+        };
         Ok((journal, OpenReport { tail_cut, discarded_cycle, pending }))
     }
 
@@ -206,7 +221,7 @@ impl Journal {
     pub fn points(&self) -> Vec<RecoveryPoint> {
         let mut points: Vec<RecoveryPoint> = self.index.oldest_base.into_iter().collect();
         let floor = self.index.oldest_base.map_or(0, |b| b.seq);
-        points.extend(self.index.cycles.values().filter(|c| c.applied && c.point.seq > floor).map(|c| c.point));
+        points.extend(self.index.cycles.values().filter(|c| c.committed && c.point.seq > floor).map(|c| c.point));
         points
     }
 
@@ -235,7 +250,7 @@ impl Journal {
             return Pending::Rewind(p);
         }
         match self.index.cycles.last_key_value() {
-            Some((&seq, e)) if e.committed && !e.applied => Pending::Apply(seq),
+            Some((&seq, e)) if !e.committed && self.open_cycle != Some(seq) => Pending::RollBack(seq),
             _ => Pending::None,
         }
     }
@@ -272,12 +287,11 @@ impl Journal {
         offset: u64,
         len: u32,
         undo: Option<&[u8]>,
-        redo: Option<&[u8]>,
     ) -> Result<u64, JournalError> {
-        let parts = record::encode_block_parts(self.index.next_lsn, cycle, disk, offset, len, undo, redo);
-        let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(4);
+        let parts = record::encode_block_parts(self.index.next_lsn, cycle, disk, offset, len, undo);
+        let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(3);
         slices.push(std::io::IoSlice::new(&parts.head));
-        slices.extend([undo, redo].into_iter().flatten().map(std::io::IoSlice::new));
+        slices.extend(undo.map(std::io::IoSlice::new));
         slices.push(std::io::IoSlice::new(&parts.crc));
         let total: usize = slices.iter().map(|s| s.len()).sum();
         let path = self.active_path();
@@ -330,8 +344,8 @@ impl Journal {
     }
 
     fn roll(&mut self, base: RecoveryPoint) -> Result<(), JournalError> {
-        // The old segment (with its unsynced `Applied` mark) is complete before the new one
-        // names that point as its base.
+        // The old segment is complete on disk before the new one names that point as its
+        // base.
         self.sync()?;
         let next = self.index.segments.last().map_or(0, |s| s.index + 1);
         let path = segment_path(&self.dir, next);
@@ -352,64 +366,159 @@ impl Journal {
         self.index.max_cycle = point.seq;
         self.index.cycles.insert(
             point.seq,
-            CycleEntry { point, segment, begin_offset: offset, blocks: Vec::new(), committed: false, applied: false },
+            CycleEntry { point, segment, begin_offset: offset, blocks: Vec::new(), committed: false },
         );
         self.open_cycle = Some(point.seq);
+        self.writes.begin();
         Ok(point.seq)
     }
 
-    /// Appends one write of the open cycle: `old` is what the replica holds there now,
-    /// `new` what the cycle writes. Both must have the same length.
-    pub fn append_block(&mut self, disk: u32, offset: u64, old: &[u8], new: &[u8]) -> Result<(), JournalError> {
-        let cycle = self.open_cycle.ok_or_else(|| JournalError::Protocol("append_block outside a cycle".into()))?;
-        if old.len() != new.len() || new.is_empty() {
-            return Err(JournalError::Protocol(format!("undo is {} bytes but redo is {}", old.len(), new.len())));
+    /// Adds a write to the open cycle. What it overwrites on `replicas` is read at once;
+    /// once enough writes are staged, their undo is appended and synced as one batch, and
+    /// only then are they written onto the replicas, in the background while the next
+    /// writes arrive. Writes apply in the order given: one that overlaps an earlier write
+    /// of the cycle waits for it to land, so that its undo holds that write's bytes.
+    /// Replicas are flushed at [`Journal::commit_cycle`].
+    ///
+    /// Fails with [`JournalError::Protocol`] outside a cycle, for an unknown disk or a
+    /// length that does not match the data; a replica or journal failure of an earlier
+    /// write may also surface here. The cycle then stays open for
+    /// [`Journal::abort_cycle`]. Not idempotent: each call adds a record to the cycle.
+    pub async fn stage_block(&mut self, replicas: &DiskSet, write: BlockWrite) -> Result<(), JournalError> {
+        let cycle = self.open_cycle.ok_or_else(|| JournalError::Protocol("a block outside a cycle".into()))?;
+        if write.len == 0 || write.data.as_ref().is_some_and(|d| d.len() != write.len as usize) {
+            let got = write.data.as_ref().map_or(0, Bytes::len);
+            return Err(JournalError::Protocol(format!(
+                "write at {} on disk {} claims {} bytes but holds {got}",
+                write.offset, write.disk, write.len
+            )));
         }
-        let zero = crate::hash::is_zero;
-        let (undo, redo) = ((!zero(old)).then_some(old), (!zero(new)).then_some(new));
-        let record_offset = if self.fault.is_some() {
-            // Crash tests stop halfway through a record: the general path does that.
-            let record = Record::Block { cycle, disk, offset, len: new.len() as u32, undo: undo.map(<[u8]>::to_vec), redo: redo.map(<[u8]>::to_vec) };
-            self.append(&record)?
-        } else {
-            self.append_block_parts(cycle, disk, offset, new.len() as u32, undo, redo)?
-        };
-        let segment = self.index.segments.last().expect("segment").index;
-        self.index.cycles.get_mut(&cycle).expect("open cycle indexed").blocks.push(BlockRef {
-            segment,
-            record_offset,
-            disk,
-            disk_offset: offset,
-            len: new.len() as u32,
-        });
+        let disk = disk_of(replicas, write.disk)?;
+        if self.writes.overlaps_staged(&write) {
+            self.journal_staged(cycle).await?;
+        }
+        if self.writes.overlaps_launched(&write) {
+            self.writes.settle().await?;
+        }
+        self.writes.stage(disk, write);
+        let (count, bytes) = self.writes.staged_size();
+        if count >= BATCH_WRITES || bytes >= BATCH_BYTES {
+            self.journal_staged(cycle).await?;
+        }
         Ok(())
     }
 
-    /// Commits the open cycle and syncs it: from here it will reach the replicas even
-    /// across a crash.
-    pub fn commit_cycle(&mut self) -> Result<u64, JournalError> {
-        let cycle = self.open_cycle.take().ok_or_else(|| JournalError::Protocol("commit outside a cycle".into()))?;
-        let blocks = self.index.cycles[&cycle].blocks.len() as u64;
-        self.append(&Record::Commit { cycle, blocks })?;
-        self.sync()?;
-        self.index.cycles.get_mut(&cycle).expect("cycle").committed = true;
-        Ok(cycle)
+    /// Stages `writes` in order and waits until all of them are on the replicas
+    /// (unflushed). See [`Journal::stage_block`].
+    pub async fn write_blocks(&mut self, replicas: &DiskSet, writes: Vec<BlockWrite>) -> Result<(), JournalError> {
+        let cycle = self.open_cycle.ok_or_else(|| JournalError::Protocol("write_blocks outside a cycle".into()))?;
+        for w in writes {
+            self.stage_block(replicas, w).await?;
+        }
+        self.journal_staged(cycle).await?;
+        self.writes.settle().await
     }
 
-    /// Drops the open (uncommitted) cycle, if any: its records are cut from the segment
-    /// as if never written. Used when a session fails halfway through a cycle.
-    pub fn abort_cycle(&mut self) -> Result<Option<u64>, JournalError> {
-        let Some(cycle) = self.open_cycle.take() else { return Ok(None) };
-        let entry = self.index.cycles.remove(&cycle).expect("open cycle indexed");
-        let path = self.active_path();
-        self.active.set_len(entry.begin_offset).map_err(io("truncate", &path))?;
-        self.active.sync_data().map_err(io("fsync", &path))?;
-        self.active_len = entry.begin_offset;
-        if let Some(seg) = self.index.segments.last_mut() {
-            seg.len = entry.begin_offset;
+    /// Appends the staged batch's undo records, syncs them, and launches its writes.
+    async fn journal_staged(&mut self, cycle: u64) -> Result<(), JournalError> {
+        let staged = self.writes.take_staged();
+        if staged.is_empty() {
+            return Ok(());
         }
-        self.index.max_cycle = cycle - 1;
+        let mut batch = Vec::with_capacity(staged.len());
+        for s in staged {
+            let w = s.write;
+            let old = s.undo.await.map_err(|e| JournalError::Protocol(format!("undo reader task failed: {e}")))??;
+            let undo = (!crate::hash::is_zero(&old)).then_some(&old[..]);
+            let record_offset = if self.fault.is_some() {
+                // Crash tests stop halfway through a record: the general path does that.
+                let record = Record::Block { cycle, disk: w.disk, offset: w.offset, len: w.len, undo: undo.map(<[u8]>::to_vec) };
+                self.append(&record)?
+            } else {
+                self.append_block_parts(cycle, w.disk, w.offset, w.len, undo)?
+            };
+            let segment = self.index.segments.last().expect("segment").index;
+            self.index.cycles.get_mut(&cycle).expect("open cycle indexed").blocks.push(BlockRef {
+                segment,
+                record_offset,
+                disk: w.disk,
+                disk_offset: w.offset,
+                len: w.len,
+            });
+            batch.push((s.disk, w));
+        }
+        // The rule that makes a crash recoverable: no replica byte changes before the undo
+        // record of its write is on disk.
+        self.sync()?;
+        self.writes.settle().await?;
+        self.writes.launch(batch, self.fault.clone().map(|f| (f, cycle)));
+        Ok(())
+    }
+
+    /// Commits the open cycle: flushes the replicas, then appends `Commit` and syncs it.
+    /// From here the cycle's point exists. Returns the point. Fails with
+    /// [`JournalError::Protocol`] outside a cycle; after a failure the cycle stays open
+    /// for [`Journal::abort_cycle`].
+    pub async fn commit_cycle(&mut self, replicas: &DiskSet) -> Result<RecoveryPoint, JournalError> {
+        let cycle = self.open_cycle.ok_or_else(|| JournalError::Protocol("commit outside a cycle".into()))?;
+        let span = info_span!("journal_commit", cycle);
+        async {
+            self.journal_staged(cycle).await?;
+            self.writes.settle().await?;
+            for disk in replicas.values() {
+                disk.flush().await?;
+            }
+            let blocks = self.index.cycles[&cycle].blocks.len() as u64;
+            self.append(&Record::Commit { cycle, blocks })?;
+            self.sync()?;
+            self.open_cycle = None;
+            let entry = self.index.cycles.get_mut(&cycle).expect("cycle");
+            entry.committed = true;
+            let point = entry.point;
+            if self.active_len >= self.config.segment_bytes {
+                self.roll(point)?;
+            }
+            Ok(point)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Drops the open (uncommitted) cycle, if any: rolls back whatever of it reached the
+    /// replicas and cuts its records from the segment as if never written. Used when a
+    /// session fails halfway through a cycle. Returns the dropped cycle. Idempotent: if it
+    /// fails, the cycle is left for [`Journal::resume`] to roll back.
+    pub async fn abort_cycle(&mut self, replicas: &DiskSet) -> Result<Option<u64>, JournalError> {
+        let Some(cycle) = self.open_cycle.take() else { return Ok(None) };
+        self.writes.cancel().await;
+        self.discard(cycle, replicas).await?;
         Ok(Some(cycle))
+    }
+
+    /// Rolls the uncommitted `cycle` back on `replicas` and cuts it from the journal.
+    async fn discard(&mut self, cycle: u64, replicas: &DiskSet) -> Result<(), JournalError> {
+        let span = info_span!("journal_discard", cycle);
+        async {
+            let entry = self.index.cycles.get(&cycle).cloned().expect("cycle indexed");
+            // Any of its records may be on disk with its write done: undo them all.
+            self.write_undo(entry.blocks.iter().rev().copied().collect(), replicas).await?;
+            let path = self.active_path();
+            // Writes and reads go through separate handles: reopen to truncate.
+            let f = OpenOptions::new().write(true).open(&path).map_err(io("open for truncate", &path))?;
+            f.set_len(entry.begin_offset).map_err(io("truncate", &path))?;
+            f.sync_all().map_err(io("fsync", &path))?;
+            self.active_len = entry.begin_offset;
+            self.writeback_from = self.writeback_from.min(entry.begin_offset);
+            if let Some(seg) = self.index.segments.last_mut() {
+                seg.len = entry.begin_offset;
+            }
+            self.index.cycles.remove(&cycle);
+            self.index.max_cycle = cycle - 1;
+            info!(blocks = entry.blocks.len(), "rolled back and cut an uncommitted cycle");
+            Ok(())
+        }
+        .instrument(span)
+        .await
     }
 
     fn reader(&mut self, segment: u64) -> Result<(&File, PathBuf), JournalError> {
@@ -421,92 +530,34 @@ impl Journal {
         Ok((file, path))
     }
 
-    /// Reads a block record's undo (`want_undo`) or redo bytes; `None` means zeros.
-    fn block_data(&mut self, b: &BlockRef, want_undo: bool) -> Result<Option<Bytes>, JournalError> {
+    /// Reads a block record's undo bytes; `None` means zeros.
+    fn undo_data(&mut self, b: &BlockRef) -> Result<Option<Bytes>, JournalError> {
         let (file, path) = self.reader(b.segment)?;
-        scan::read_block_data_at(file, &path, b.record_offset, want_undo)
+        scan::read_undo_at(file, &path, b.record_offset)
     }
 
-    /// Applies the committed cycle to `replicas`, flushes them and records the point.
-    pub async fn apply_committed(&mut self, replicas: &DiskSet) -> Result<RecoveryPoint, JournalError> {
-        let Pending::Apply(cycle) = self.pending() else {
-            return Err(JournalError::Protocol("no committed cycle waits to be applied".into()));
-        };
-        let span = info_span!("journal_apply", cycle);
-        async {
-            let blocks = self.index.cycles[&cycle].blocks.clone();
-            let overlapping = overlaps(&blocks);
-            // Writes to distinct places may overlap in time; enough of them keep the disk
-            // queue full while records are read back.
-            let in_flight = if overlapping { 1 } else { 32 };
-            let mut jobs = Vec::with_capacity(blocks.len());
-            for b in &blocks {
-                let disk = disk_of(replicas, b.disk)?;
-                jobs.push((*b, disk));
-            }
-            let fault = self.fault.clone();
-            // Records are read back on the blocking pool, each right before its write, so
-            // reads and writes of different blocks overlap across the whole cycle instead
-            // of in lockstep groups.
-            let mut segments: HashMap<u64, (Arc<File>, PathBuf)> = HashMap::new();
-            for (b, _) in &jobs {
-                if let std::collections::hash_map::Entry::Vacant(slot) = segments.entry(b.segment) {
-                    let (file, path) = self.reader(b.segment)?;
-                    let file = file.try_clone().map_err(io("reopen segment", &path))?;
-                    slot.insert((Arc::new(file), path));
-                }
-            }
-            let applies: Vec<_> = jobs
-                .into_iter()
-                .map(|(b, disk)| {
-                let (file, path) = segments[&b.segment].clone();
-                async move {
-                    let join_path = path.clone();
-                    let data = tokio::task::spawn_blocking(move || scan::read_block_data_at(&file, &path, b.record_offset, false))
-                        .await
-                        .map_err(|e| io("read record", &join_path)(std::io::Error::other(e)))??;
-                    write_block(disk.as_ref(), &b, data).await
-                }
-                })
-                .collect();
-            let mut done = futures::stream::iter(applies).buffer_unordered(in_flight);
-            let mut applied = 0u64;
-            while let Some(result) = done.next().await {
-                result?;
-                if let Some(hook) = &fault {
-                    hook(FaultSite::AfterApplyBlock { cycle, index: applied });
-                }
-                applied += 1;
-            }
-            drop(done);
-            for disk in replicas.values() {
-                disk.flush().await?;
-            }
-            // Not synced on purpose: the point became durable at its commit. If this mark is
-            // lost in a crash the cycle is applied again from its redo bytes, which yields
-            // the same replica, and the next commit's fsync persists the mark anyway.
-            self.append(&Record::Applied { cycle })?;
-            let entry = self.index.cycles.get_mut(&cycle).expect("cycle");
-            entry.applied = true;
-            let point = entry.point;
-            if self.active_len >= self.config.segment_bytes {
-                self.roll(point)?;
-            }
-            Ok(point)
+    /// Writes the undo bytes of `blocks`, in the order given, onto `targets` and flushes
+    /// them.
+    async fn write_undo(&mut self, blocks: Vec<BlockRef>, targets: &DiskSet) -> Result<(), JournalError> {
+        for b in blocks {
+            let disk = disk_of(targets, b.disk)?;
+            let data = self.undo_data(&b)?;
+            write_block(disk.as_ref(), b.disk_offset, b.len, data).await?;
         }
-        .instrument(span)
-        .await
+        for disk in targets.values() {
+            disk.flush().await?;
+        }
+        Ok(())
     }
 
-    /// Finishes whatever a crash interrupted: applies a committed cycle or completes a
-    /// rewind. Afterwards the replicas hold the newest point.
+    /// Finishes whatever a crash interrupted: rolls back an uncommitted cycle or completes
+    /// a rewind. Afterwards the replicas hold the newest point. Returns what it found;
+    /// idempotent.
     pub async fn resume(&mut self, replicas: &DiskSet) -> Result<Pending, JournalError> {
         let pending = self.pending();
         match pending {
             Pending::None => {}
-            Pending::Apply(_) => {
-                self.apply_committed(replicas).await?;
-            }
+            Pending::RollBack(cycle) => self.discard(cycle, replicas).await?,
             Pending::Rewind(point) => self.finish_rewind(point, replicas).await?,
         }
         Ok(pending)
@@ -521,15 +572,7 @@ impl Journal {
     async fn roll_back(&mut self, point: u64, targets: &DiskSet) -> Result<(), JournalError> {
         let newer: Vec<BlockRef> =
             self.index.cycles.range(point + 1..).rev().flat_map(|(_, c)| c.blocks.iter().rev().copied()).collect();
-        for b in newer {
-            let disk = disk_of(targets, b.disk)?;
-            let data = self.block_data(&b, true)?;
-            write_block(disk.as_ref(), &b, data).await?;
-        }
-        for disk in targets.values() {
-            disk.flush().await?;
-        }
-        Ok(())
+        self.write_undo(newer, targets).await
     }
 
     /// Writes the disks as they were at `point` onto `targets` (new disks of the same
@@ -642,18 +685,12 @@ fn disk_of(set: &DiskSet, disk: u32) -> Result<Arc<dyn Transport>, JournalError>
 
 /// Writes a block's bytes, or deallocates it when they are all zeros so replicas stay
 /// sparse.
-async fn write_block(disk: &dyn Transport, b: &BlockRef, data: Option<Bytes>) -> Result<(), JournalError> {
+async fn write_block(disk: &dyn Transport, offset: u64, len: u32, data: Option<Bytes>) -> Result<(), JournalError> {
     match data {
-        Some(d) => disk.write_at(b.disk_offset, d).await?,
-        None => disk.write_zeroes(b.disk_offset, b.len as u64).await?,
+        Some(d) => disk.write_at(offset, d).await?,
+        None => disk.write_zeroes(offset, u64::from(len)).await?,
     }
     Ok(())
-}
-
-fn overlaps(blocks: &[BlockRef]) -> bool {
-    let mut sorted: Vec<(u32, u64, u64)> = blocks.iter().map(|b| (b.disk, b.disk_offset, b.disk_offset + b.len as u64)).collect();
-    sorted.sort_unstable();
-    sorted.windows(2).any(|w| w[0].0 == w[1].0 && w[1].1 < w[0].2)
 }
 
 #[cfg(test)]

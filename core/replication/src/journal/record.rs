@@ -8,8 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Marks the start of every record ("HWJ1").
-pub const MAGIC: u32 = 0x314A_5748;
+/// Marks the start of every record ("HWJ2"): format 2, whose block records hold undo
+/// bytes only.
+pub const MAGIC: u32 = 0x324A_5748;
+/// The magic of format 1 ("HWJ1"), whose block records also held redo bytes and whose
+/// cycles were applied after their commit. Such a journal is refused, never repaired.
+pub const MAGIC_V1: u32 = 0x314A_5748;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 20;
 /// Bytes after the payload.
@@ -46,13 +50,11 @@ pub enum Record {
     SegmentStart { index: u64, base: RecoveryPoint },
     /// A cycle starts; its point will carry this time and consistency.
     Begin { point: RecoveryPoint },
-    /// One write of the cycle: the bytes it overwrote (undo) and the bytes it wrote (redo).
-    /// `None` stands for all zeros.
-    Block { cycle: u64, disk: u32, offset: u64, undo: Option<Vec<u8>>, redo: Option<Vec<u8>>, len: u32 },
-    /// Every block of the cycle is in the journal and synced; it may be applied.
+    /// One write of the cycle and the bytes it overwrites on the replica (undo). `None`
+    /// stands for all zeros. The record is synced before the replica is written.
+    Block { cycle: u64, disk: u32, offset: u64, undo: Option<Vec<u8>>, len: u32 },
+    /// Every block of the cycle is applied to the replicas and flushed: its point exists.
     Commit { cycle: u64, blocks: u64 },
-    /// The cycle is applied to the replicas and flushed: its point exists.
-    Applied { cycle: u64 },
     /// The replicas are being rolled back to `point`; later cycles are dropped.
     Rewind { point: u64 },
     /// The rewind to `point` is complete.
@@ -63,7 +65,7 @@ const K_SEGMENT: u8 = 1;
 const K_BEGIN: u8 = 2;
 const K_BLOCK: u8 = 3;
 const K_COMMIT: u8 = 4;
-const K_APPLIED: u8 = 5;
+// Kind 5 was format 1's "applied" mark; format 2 commits only applied cycles.
 const K_REWIND: u8 = 6;
 const K_REWIND_DONE: u8 = 7;
 
@@ -89,18 +91,15 @@ pub fn encode(record: &Record, lsn: u64) -> Vec<u8> {
             put_point(&mut payload, point);
             K_BEGIN
         }
-        Record::Block { cycle, disk, offset, undo, redo, len } => {
-            payload.reserve(25 + undo.as_ref().map_or(0, Vec::len) + redo.as_ref().map_or(0, Vec::len));
+        Record::Block { cycle, disk, offset, undo, len } => {
+            payload.reserve(BLOCK_PREFIX + undo.as_ref().map_or(0, Vec::len));
             payload.extend_from_slice(&cycle.to_le_bytes());
             payload.extend_from_slice(&disk.to_le_bytes());
             payload.extend_from_slice(&offset.to_le_bytes());
             payload.extend_from_slice(&len.to_le_bytes());
-            payload.push(u8::from(undo.is_none()) | (u8::from(redo.is_none()) << 1));
+            payload.push(u8::from(undo.is_none()));
             if let Some(u) = undo {
                 payload.extend_from_slice(u);
-            }
-            if let Some(r) = redo {
-                payload.extend_from_slice(r);
             }
             K_BLOCK
         }
@@ -108,10 +107,6 @@ pub fn encode(record: &Record, lsn: u64) -> Vec<u8> {
             payload.extend_from_slice(&cycle.to_le_bytes());
             payload.extend_from_slice(&blocks.to_le_bytes());
             K_COMMIT
-        }
-        Record::Applied { cycle } => {
-            payload.extend_from_slice(&cycle.to_le_bytes());
-            K_APPLIED
         }
         Record::Rewind { point } => {
             payload.extend_from_slice(&point.to_le_bytes());
@@ -135,8 +130,8 @@ pub fn encode(record: &Record, lsn: u64) -> Vec<u8> {
 }
 
 /// The bytes of a block record around its data, for appending it without copying the
-/// data: write `head`, the undo bytes (if any), the redo bytes (if any), then `crc`. The
-/// result is byte for byte what [`encode`] makes of the same `Record::Block`.
+/// data: write `head`, the undo bytes (if any), then `crc`. The result is byte for byte
+/// what [`encode`] makes of the same `Record::Block`.
 pub(crate) struct BlockParts {
     pub head: [u8; HEADER_LEN + BLOCK_PREFIX],
     pub crc: [u8; TRAILER_LEN],
@@ -152,9 +147,8 @@ pub(crate) fn encode_block_parts(
     offset: u64,
     len: u32,
     undo: Option<&[u8]>,
-    redo: Option<&[u8]>,
 ) -> BlockParts {
-    let payload_len = BLOCK_PREFIX + undo.map_or(0, <[u8]>::len) + redo.map_or(0, <[u8]>::len);
+    let payload_len = BLOCK_PREFIX + undo.map_or(0, <[u8]>::len);
     let mut head = [0u8; HEADER_LEN + BLOCK_PREFIX];
     head[0..4].copy_from_slice(&MAGIC.to_le_bytes());
     head[4] = K_BLOCK;
@@ -164,18 +158,18 @@ pub(crate) fn encode_block_parts(
     head[28..32].copy_from_slice(&disk.to_le_bytes());
     head[32..40].copy_from_slice(&offset.to_le_bytes());
     head[40..44].copy_from_slice(&len.to_le_bytes());
-    head[44] = u8::from(undo.is_none()) | (u8::from(redo.is_none()) << 1);
+    head[44] = u8::from(undo.is_none());
     let mut crc = crc32c::crc32c(&head);
-    for data in [undo, redo].into_iter().flatten() {
+    if let Some(data) = undo {
         crc = crc32c::crc32c_append(crc, data);
     }
     BlockParts { head, crc: crc.to_le_bytes() }
 }
 
-/// Where the undo or redo bytes of the block record at the start of `buf` are, after
-/// checking the record's checksum and kind; `None` when they are zeros. Lets a reader
-/// hand out the bytes as a slice of its buffer instead of decoding a copy.
-pub(crate) fn block_data_range(buf: &[u8], want_undo: bool) -> Result<Option<std::ops::Range<usize>>, DecodeError> {
+/// Where the undo bytes of the block record at the start of `buf` are, after checking the
+/// record's checksum and kind; `None` when they are zeros. Lets a reader hand out the
+/// bytes as a slice of its buffer instead of decoding a copy.
+pub(crate) fn undo_range(buf: &[u8]) -> Result<Option<std::ops::Range<usize>>, DecodeError> {
     let payload_len = header_payload_len(buf)?;
     let total = HEADER_LEN + payload_len + TRAILER_LEN;
     if buf.len() < total {
@@ -190,18 +184,12 @@ pub(crate) fn block_data_range(buf: &[u8], want_undo: bool) -> Result<Option<std
         return Err(DecodeError::Invalid(format!("expected a block record, found kind {}", buf[4])));
     }
     let len = u32::from_le_bytes(buf[40..44].try_into().expect("4 bytes")) as usize;
-    let flags = buf[44];
-    let (has_undo, has_redo) = (flags & 1 == 0, flags & 2 == 0);
+    let has_undo = buf[44] & 1 == 0;
     let data_start = HEADER_LEN + BLOCK_PREFIX;
-    if data_start + len * (usize::from(has_undo) + usize::from(has_redo)) != HEADER_LEN + payload_len {
+    if data_start + len * usize::from(has_undo) != HEADER_LEN + payload_len {
         return Err(DecodeError::Invalid("block record length does not match its data".into()));
     }
-    Ok(match (want_undo, has_undo, has_redo) {
-        (true, true, _) => Some(data_start..data_start + len),
-        (false, true, true) => Some(data_start + len..data_start + 2 * len),
-        (false, false, true) => Some(data_start..data_start + len),
-        _ => None,
-    })
+    Ok(has_undo.then_some(data_start..data_start + len))
 }
 
 /// Why bytes do not hold a valid record.
@@ -294,12 +282,13 @@ fn parse_payload(kind: u8, payload: &[u8]) -> Result<Record, String> {
             let offset = c.u64()?;
             let len = c.u32()?;
             let flags = c.u8()?;
+            if flags > 1 {
+                return Err(format!("unknown block flags {flags:#04x}"));
+            }
             let undo = if flags & 1 == 0 { Some(c.take(len as usize)?.to_vec()) } else { None };
-            let redo = if flags & 2 == 0 { Some(c.take(len as usize)?.to_vec()) } else { None };
-            Record::Block { cycle, disk, offset, undo, redo, len }
+            Record::Block { cycle, disk, offset, undo, len }
         }
         K_COMMIT => Record::Commit { cycle: c.u64()?, blocks: c.u64()? },
-        K_APPLIED => Record::Applied { cycle: c.u64()? },
         K_REWIND => Record::Rewind { point: c.u64()? },
         K_REWIND_DONE => Record::RewindDone { point: c.u64()? },
         other => return Err(format!("unknown record kind {other}")),
@@ -317,10 +306,9 @@ mod tests {
         vec![
             Record::SegmentStart { index: 2, base: p },
             Record::Begin { point: p },
-            Record::Block { cycle: 3, disk: 1, offset: 4096, undo: None, redo: Some(vec![5; 10]), len: 10 },
-            Record::Block { cycle: 3, disk: 1, offset: 0, undo: Some(vec![1, 2]), redo: None, len: 2 },
+            Record::Block { cycle: 3, disk: 1, offset: 4096, undo: None, len: 10 },
+            Record::Block { cycle: 3, disk: 1, offset: 0, undo: Some(vec![1, 2]), len: 2 },
             Record::Commit { cycle: 3, blocks: 2 },
-            Record::Applied { cycle: 3 },
             Record::Rewind { point: 1 },
             Record::RewindDone { point: 1 },
         ]
@@ -337,18 +325,15 @@ mod tests {
 
     #[test]
     fn block_parts_match_the_encoded_record() {
-        for (undo, redo) in [(Some(vec![1u8; 300]), Some(vec![2u8; 300])), (None, Some(vec![3u8; 7])), (Some(vec![4u8; 9]), None)] {
-            let len = undo.as_ref().or(redo.as_ref()).map_or(0, Vec::len) as u32;
-            let record = Record::Block { cycle: 9, disk: 2, offset: 1 << 40, undo: undo.clone(), redo: redo.clone(), len };
-            let parts = encode_block_parts(77, 9, 2, 1 << 40, len, undo.as_deref(), redo.as_deref());
+        for (undo, len) in [(Some(vec![1u8; 300]), 300), (None, 7)] {
+            let record = Record::Block { cycle: 9, disk: 2, offset: 1 << 40, undo: undo.clone(), len };
+            let parts = encode_block_parts(77, 9, 2, 1 << 40, len, undo.as_deref());
             let mut joined = parts.head.to_vec();
-            joined.extend(undo.iter().chain(redo.iter()).flatten());
+            joined.extend(undo.iter().flatten());
             joined.extend_from_slice(&parts.crc);
             assert_eq!(joined, encode(&record, 77));
-            for (want_undo, want) in [(true, &undo), (false, &redo)] {
-                let got = block_data_range(&joined, want_undo).unwrap().map(|r| joined[r].to_vec());
-                assert_eq!(&got, want);
-            }
+            let got = undo_range(&joined).unwrap().map(|r| joined[r].to_vec());
+            assert_eq!(got, undo);
         }
     }
 
@@ -362,4 +347,5 @@ mod tests {
         }
         assert_eq!(decode(&bytes[..bytes.len() - 1]), Err(DecodeError::Truncated));
     }
+
 }

@@ -28,8 +28,9 @@ pub(crate) struct CycleEntry {
     pub segment: u64,
     pub begin_offset: u64,
     pub blocks: Vec<BlockRef>,
+    /// Applied to the replicas and flushed: the cycle's point exists. An uncommitted
+    /// cycle may have reached the replicas in part and is rolled back by its undo.
     pub committed: bool,
-    pub applied: bool,
 }
 
 /// A segment file and the point its undo data rolls back to.
@@ -96,10 +97,9 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalEr
     Ok(out)
 }
 
-/// Reads the undo (`want_undo`) or redo bytes of the block record at `offset` of
-/// `file`, verifying its checksum, as a slice of the buffer read (no decode copy).
-/// `None` means zeros.
-pub(crate) fn read_block_data_at(file: &File, path: &Path, offset: u64, want_undo: bool) -> Result<Option<bytes::Bytes>, JournalError> {
+/// Reads the undo bytes of the block record at `offset` of `file`, verifying its
+/// checksum, as a slice of the buffer read (no decode copy). `None` means zeros.
+pub(crate) fn read_undo_at(file: &File, path: &Path, offset: u64) -> Result<Option<bytes::Bytes>, JournalError> {
     let mut header = [0u8; HEADER_LEN];
     let corrupt = |reason: String| JournalError::Corrupt { segment: path.to_path_buf(), offset, reason };
     file.read_exact_at(&mut header, offset).map_err(|e| corrupt(format!("cannot read header: {e}")))?;
@@ -107,7 +107,7 @@ pub(crate) fn read_block_data_at(file: &File, path: &Path, offset: u64, want_und
     // Not zero-filled first: at apply rates the memset costs as much as the read.
     let buf = crate::transport::read_exact_uninit(file, offset, HEADER_LEN + payload + TRAILER_LEN)
         .map_err(|e| corrupt(format!("cannot read record: {e}")))?;
-    let range = record::block_data_range(&buf, want_undo).map_err(|e| corrupt(format!("{e:?}")))?;
+    let range = record::undo_range(&buf).map_err(|e| corrupt(format!("{e:?}")))?;
     Ok(range.map(|r| bytes::Bytes::from(buf).slice(r)))
 }
 
@@ -226,6 +226,12 @@ pub(crate) fn scan(dir: &Path, repair: bool) -> Result<(Index, Option<TailCut>),
         let io = |op, source| JournalError::Io { op, path: path.clone(), source };
         let file = File::open(path).map_err(|e| io("open", e))?;
         let file_len = file.metadata().map_err(|e| io("stat", e))?.len();
+        // Checked before anything else: the torn-tail repair below must never mistake an
+        // older format for damage and cut it.
+        let mut magic = [0u8; 4];
+        if file.read_exact_at(&mut magic, 0).is_ok() && u32::from_le_bytes(magic) == record::MAGIC_V1 {
+            return Err(JournalError::OldFormat { segment: path.clone() });
+        }
         let mut reader = SegmentReader { file, offset: 0, buf: Vec::new() };
         let mut seg = SegmentInfo { index: *seg_index, path: path.clone(), base: base_before_header(), len: 0 };
         let mut first = true;
@@ -309,7 +315,7 @@ fn apply_record(index: &mut Index, record: Record, segment: u64, offset: u64) ->
             index.max_cycle = point.seq;
             index.cycles.insert(
                 point.seq,
-                CycleEntry { point, segment, begin_offset: offset, blocks: Vec::new(), committed: false, applied: false },
+                CycleEntry { point, segment, begin_offset: offset, blocks: Vec::new(), committed: false },
             );
         }
         Record::Block { cycle, disk, offset: disk_offset, len, .. } => {
@@ -322,10 +328,6 @@ fn apply_record(index: &mut Index, record: Record, segment: u64, offset: u64) ->
                 return Err(format!("cycle {cycle} commits {blocks} blocks but holds {}", entry.blocks.len()));
             }
             entry.committed = true;
-        }
-        Record::Applied { cycle } => {
-            let entry = index.cycles.get_mut(&cycle).filter(|c| c.committed).ok_or(format!("applied mark of uncommitted cycle {cycle}"))?;
-            entry.applied = true;
         }
         Record::Rewind { point } => index.rewinding = Some(point),
         Record::RewindDone { point } => {

@@ -104,20 +104,22 @@ async fn a_torn_tail_is_cut_reported_and_never_applied() {
     cycle(&mut mt, 2_000, &[(0, 0, vec![1; 1000])]).await;
     let before = contents(&mem);
     drop(mt);
-    // A second cycle whose block record was half written when the machine died.
+    // A second cycle whose block record was half written when the machine died (so its
+    // write, which waits for the record's fsync, never started).
     let (mut journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
     journal.begin_cycle(3_000, Consistency::Crash).unwrap();
-    journal.append_block(0, 0, &[1; 3000], &[9; 3000]).unwrap();
+    journal.append(&Record::Block { cycle: 2, disk: 0, offset: 0, undo: Some(vec![1; 3000]), len: 3000 }).unwrap();
     drop(journal);
     let seg = scan::segment_path(dir.path(), 0);
     let len = std::fs::metadata(&seg).unwrap().len();
     let torn_at = tear_last_record(&seg);
     assert!(torn_at < len);
-    let (journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    let (mut journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
     let cut = report.tail_cut.expect("tail reported");
     assert_eq!((cut.segment.clone(), cut.offset), (seg.clone(), torn_at));
     assert_eq!(report.discarded_cycle, Some(2));
-    assert_eq!(report.pending, Pending::None);
+    assert_eq!(report.pending, Pending::RollBack(2));
+    assert_eq!(journal.resume(&replicas).await.unwrap(), Pending::RollBack(2));
     assert_eq!(journal.next_cycle(), 2);
     assert_eq!(contents(&mem), before, "the torn cycle never reached the replica");
     assert_eq!(journal.points().len(), 2);
@@ -156,12 +158,12 @@ async fn a_flipped_byte_inside_the_journal_is_reported_with_segment_and_offset()
     while at < bytes.len() {
         let (rec, _, len) = record::decode(&bytes[at..]).unwrap();
         if matches!(rec, Record::Block { cycle: 1, .. }) && block_offset.is_none() {
-            block_offset = Some(at);
+            block_offset = Some((at, len));
         }
         at += len;
     }
-    let victim = block_offset.unwrap();
-    bytes[victim + 200] ^= 0x01;
+    let (victim, victim_len) = block_offset.unwrap();
+    bytes[victim + victim_len / 2] ^= 0x01;
     std::fs::write(&seg, &bytes).unwrap();
     match Journal::open(dir.path(), JournalConfig::default()).unwrap_err() {
         JournalError::Corrupt { segment, offset, reason } => {
@@ -173,22 +175,82 @@ async fn a_flipped_byte_inside_the_journal_is_reported_with_segment_and_offset()
     assert!(matches!(Journal::verify_dir(dir.path()), Err(JournalError::Corrupt { .. })));
 }
 
+fn write(disk: u32, offset: u64, data: &[u8]) -> BlockWrite {
+    BlockWrite { disk, offset, len: data.len() as u32, data: Some(Bytes::copy_from_slice(data)) }
+}
+
 #[tokio::test]
-async fn a_committed_but_unapplied_cycle_is_applied_on_resume() {
+async fn an_uncommitted_cycle_that_reached_the_replicas_is_rolled_back_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(2);
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    cycle(&mut mt, 2_000, &[(0, 0, vec![1; 5000]), (1, 9000, vec![2; 700])]).await;
+    let at1 = contents(&mem);
+    let size_at1 = mt.journal().size_bytes();
+    drop(mt);
+    // Cycle 2 writes two batches, the second overlapping the first and a hole, then the
+    // machine dies before its commit.
+    let (mut journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    journal.begin_cycle(3_000, Consistency::App).unwrap();
+    journal.write_blocks(&replicas, vec![write(0, 4000, &[3; 2000]), write(1, 9100, &[4; 100])]).await.unwrap();
+    journal.write_blocks(&replicas, vec![write(0, 3000, &[5; 4000]), write(0, 20_000, &[6; 10])]).await.unwrap();
+    assert_ne!(contents(&mem), at1, "the writes reached the replicas");
+    drop(journal);
+    let (mut journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert_eq!((report.discarded_cycle, report.pending), (Some(2), Pending::RollBack(2)));
+    assert!(journal.begin_cycle(3_000, Consistency::Crash).is_err(), "new cycles wait for the resume");
+    assert_eq!(journal.resume(&replicas).await.unwrap(), Pending::RollBack(2));
+    assert_eq!(contents(&mem), at1, "rolled back newest first to the cycle's start");
+    assert_eq!(journal.size_bytes(), size_at1, "the cycle's records are cut");
+    assert_eq!(journal.points().iter().map(|p| p.seq).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(journal.next_cycle(), 2, "the cycle is sent again under its number");
+    let (_, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert_eq!((report.discarded_cycle, report.pending), (None, Pending::None));
+}
+
+#[tokio::test]
+async fn an_aborted_cycle_leaves_the_replicas_and_journal_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let (mem, replicas) = disks(1);
+    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    cycle(&mut mt, 2_000, &[(0, 100, vec![1; 300])]).await;
+    let at1 = contents(&mem);
+    mt.begin(2, 3_000, Consistency::Crash).await.unwrap();
+    mt.block(block(0, 0, &[7; 1000])).await.unwrap();
+    mt.journal_mut().write_blocks(&replicas, vec![write(0, 200, &[8; 50])]).await.unwrap();
+    assert_ne!(contents(&mem), at1);
+    assert_eq!(mt.abort_cycle().await.unwrap(), Some(2));
+    assert_eq!(contents(&mem), at1);
+    assert_eq!(mt.abort_cycle().await.unwrap(), None, "nothing left to abort");
+    let p = cycle(&mut mt, 4_000, &[(0, 0, vec![9; 10])]).await;
+    assert_eq!(p.seq, 2);
+    assert_eq!(materialised(mt.journal_mut(), &replicas, 1).await, at1);
+}
+
+#[tokio::test]
+async fn a_write_whose_length_does_not_match_its_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, replicas) = disks(1);
     let mut journal = Journal::create(dir.path(), JournalConfig::default(), base()).unwrap();
-    journal.begin_cycle(2_000, Consistency::App).unwrap();
-    journal.append_block(0, 512, &[0; 10], &[7; 10]).unwrap();
-    journal.commit_cycle().unwrap();
-    drop(journal);
-    assert_eq!(mem[0].contents()[512], 0);
-    let (mut journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
-    assert_eq!(report.pending, Pending::Apply(1));
-    assert!(journal.begin_cycle(3_000, Consistency::Crash).is_err(), "new cycles wait for the resume");
-    journal.resume(&replicas).await.unwrap();
-    assert_eq!(mem[0].contents()[512..522], [7; 10]);
-    assert_eq!(journal.newest_point().unwrap(), RecoveryPoint { seq: 1, time_ms: 2_000, consistency: Consistency::App });
+    journal.begin_cycle(2_000, Consistency::Crash).unwrap();
+    let bad = BlockWrite { disk: 0, offset: 0, len: 10, data: Some(Bytes::from_static(b"short")) };
+    assert!(matches!(journal.write_blocks(&replicas, vec![bad]).await, Err(JournalError::Protocol(_))));
+    let unknown = write(7, 0, &[1; 10]);
+    assert!(matches!(journal.write_blocks(&replicas, vec![unknown]).await, Err(JournalError::Protocol(_))));
+}
+
+#[test]
+fn a_format_1_journal_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = scan::segment_path(dir.path(), 0);
+    let mut old = record::MAGIC_V1.to_le_bytes().to_vec();
+    old.extend_from_slice(&[1u8; 60]);
+    std::fs::write(&seg, &old).unwrap();
+    match Journal::open(dir.path(), JournalConfig::default()).unwrap_err() {
+        JournalError::OldFormat { segment } => assert_eq!(segment, seg),
+        other => panic!("expected OldFormat, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&seg).unwrap(), old);
 }
 
 #[tokio::test]

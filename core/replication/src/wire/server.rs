@@ -169,7 +169,7 @@ impl MasterTargetServer {
                 self.notes.push(format!("cut a torn journal tail in {} at offset {}: {}", cut.segment.display(), cut.offset, cut.reason));
             }
             if let Some(c) = report.discarded_cycle {
-                self.notes.push(format!("discarded uncommitted cycle {c}; it must be sent again"));
+                self.notes.push(format!("rolled back uncommitted cycle {c}; it must be sent again"));
             }
             j
         } else {
@@ -199,7 +199,7 @@ impl MasterTargetServer {
                 let _ = conn.send(&Message::Error { message: e.to_string() }).await;
                 let _ = conn.flush().await;
                 if let Some(t) = self.target.as_mut() {
-                    t.journal_mut().abort_cycle()?;
+                    t.abort_cycle().await?;
                 }
             }
             result
@@ -227,7 +227,7 @@ impl MasterTargetServer {
             return Err(e);
         }
         let target = self.target.as_mut().expect("opened");
-        // A previous session may have failed between commit and apply.
+        // A previous session may have failed while rolling back its cycle.
         target.resume().await?;
         let welcome = Welcome {
             version: VERSION,

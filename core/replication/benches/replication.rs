@@ -312,36 +312,64 @@ fn compression_figures(src: &Path, size: u64, rng: &mut Rng) {
     }
 }
 
+/// Successive cycles measured in process, each against both baselines on its own change
+/// set: the disk here is noisy, so the figures are the medians of the rounds' ratios.
+const CYCLE_ROUNDS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, material: &Material) {
     let src_path = dir.join("src.img");
     let replica_path = dir.join("replica.img");
-    let changed = change_blocks(&src_path, size, fraction, rng, material);
-    let changed_bytes: u64 = changed.iter().map(|e| e.len).sum();
     let src = Arc::new(FileTransport::open(&src_path, false).unwrap());
-    let scratch = FileTransport::create(dir.join("scratch.img"), size).unwrap();
-    let baseline = read_changed_and_write(&src, &scratch, &changed).await;
-    drop(scratch);
-    std::fs::remove_file(dir.join("scratch.img")).unwrap();
-    let plain_path = dir.join("scratch-plain.img");
-    drop(FileTransport::create(&plain_path, size).unwrap());
-    let plain = read_changed_and_pwrite(&src, &plain_path, &changed).await;
-    std::fs::remove_file(&plain_path).unwrap();
 
-    // In process (the default single-machine setup): journal undo + redo, commit, apply.
+    // In process (the default single-machine setup): undo journaled ahead of the replica,
+    // applied as it arrives, one commit.
     let journal_dir = dir.join(format!("journal-{fraction}"));
     let replica: Arc<dyn Transport> = Arc::new(FileTransport::open(&replica_path, true).unwrap());
     let replicas = BTreeMap::from([(0u32, replica.clone())]);
     let base = RecoveryPoint { seq: 0, time_ms: 0, consistency: Consistency::Crash };
     let mut mt = MasterTarget::new(Journal::create(&journal_dir, JournalConfig::default(), base).unwrap(), replicas);
-    let disks = [DiskChanges { disk: 0, source: src.clone(), changed: changed.clone() }];
-    let start = Instant::now();
-    let r = send_cycle(&mut mt, 1, &disks, 1, Consistency::Crash, Codec::None, None).await.unwrap();
-    let engine = start.elapsed();
-    assert_eq!(r.bytes_changed, changed_bytes);
-    report(&format!("cycle {:.0}% in process (journal+apply)", fraction * 100.0), engine, baseline, "read changed + write + 1 flush", "<= 1.5x");
-    report(&format!("cycle {:.0}% in process (journal+apply)", fraction * 100.0), engine, plain, "same, plain pwrite + 1 fsync", "<= 1.5x");
+    let (mut strict, mut plain) = (Vec::new(), Vec::new());
+    let mut changed = Vec::new();
+    let mut baseline = Duration::ZERO;
+    let pct = fraction * 100.0;
+    for round in 1..=CYCLE_ROUNDS {
+        changed = change_blocks(&src_path, size, fraction, rng, material);
+        let changed_bytes: u64 = changed.iter().map(|e| e.len).sum();
+        let scratch = FileTransport::create(dir.join("scratch.img"), size).unwrap();
+        baseline = read_changed_and_write(&src, &scratch, &changed).await;
+        drop(scratch);
+        std::fs::remove_file(dir.join("scratch.img")).unwrap();
+        let plain_path = dir.join("scratch-plain.img");
+        drop(FileTransport::create(&plain_path, size).unwrap());
+        let plain_baseline = read_changed_and_pwrite(&src, &plain_path, &changed).await;
+        std::fs::remove_file(&plain_path).unwrap();
+        let disks = [DiskChanges { disk: 0, source: src.clone(), changed: changed.clone() }];
+        let start = Instant::now();
+        let r = send_cycle(&mut mt, round as u64, &disks, round as u64, Consistency::Crash, Codec::None, None).await.unwrap();
+        let engine = start.elapsed();
+        assert_eq!(r.bytes_changed, changed_bytes);
+        println!(
+            "  cycle {pct:.0}% round {round}: engine {:.3}s, baselines {:.3}s (FileTransport) {:.3}s (plain pwrite)",
+            secs(engine),
+            secs(baseline),
+            secs(plain_baseline)
+        );
+        strict.push(secs(engine) / secs(baseline).max(1e-9));
+        plain.push(secs(engine) / secs(plain_baseline).max(1e-9));
+    }
+    println!(
+        "cycle {pct:.0}% in process (journal+apply)          median of {CYCLE_ROUNDS} ratios {:>5.2}x (read changed + write + 1 flush)  {:>5.2}x (same, plain pwrite + 1 fsync)  goal <= 1.5x",
+        median(strict),
+        median(plain)
+    );
     drop(mt);
     std::fs::remove_dir_all(&journal_dir).unwrap();
+    let disks = [DiskChanges { disk: 0, source: src.clone(), changed: changed.clone() }];
 
     // The same cycle again over TCP loopback, zstd-1 on the wire, into a fresh replica copy.
     let replica2 = dir.join("replica2.img");
@@ -365,8 +393,7 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
     let engine = start.elapsed();
     session.close().await.unwrap();
     server.abort();
-    report(&format!("cycle {:.0}% over TCP, zstd-1", fraction * 100.0), engine, baseline, "read changed + write + 1 flush", "<= 1.5x");
-    report(&format!("cycle {:.0}% over TCP, zstd-1", fraction * 100.0), engine, plain, "same, plain pwrite + 1 fsync", "<= 1.5x");
+    report(&format!("cycle {:.0}% over TCP, zstd-1", fraction * 100.0), engine, baseline, "last round's read changed + write + 1 flush", "<= 1.5x");
     println!(
         "wire {:.0}%: {} changed bytes, {} sent ({:.2}x smaller)  goal: sent <= changed",
         fraction * 100.0,

@@ -408,17 +408,6 @@ impl Journal {
         Ok(())
     }
 
-    /// Stages `writes` in order and waits until all of them are on the replicas
-    /// (unflushed). See [`Journal::stage_block`].
-    pub async fn write_blocks(&mut self, replicas: &DiskSet, writes: Vec<BlockWrite>) -> Result<(), JournalError> {
-        let cycle = self.open_cycle.ok_or_else(|| JournalError::Protocol("write_blocks outside a cycle".into()))?;
-        for w in writes {
-            self.stage_block(replicas, w).await?;
-        }
-        self.journal_staged(cycle).await?;
-        self.writes.settle().await
-    }
-
     /// Appends the staged batch's undo records, syncs them, and launches its writes.
     async fn journal_staged(&mut self, cycle: u64) -> Result<(), JournalError> {
         let staged = self.writes.take_staged();

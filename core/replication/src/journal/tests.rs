@@ -46,6 +46,22 @@ async fn materialised(journal: &mut Journal, replicas: &DiskSet, point: u64) -> 
     mem.iter().map(MemoryTransport::contents).collect()
 }
 
+/// A master target over a new journal in `dir`, based at point 0.
+fn new_target(dir: &std::path::Path, replicas: &DiskSet) -> MasterTarget {
+    MasterTarget::new(Journal::create(dir, JournalConfig::default(), base()).unwrap(), replicas.clone())
+}
+
+/// Stages `writes` in order and waits until all of them are on the replicas (unflushed),
+/// as a cycle does between its commits.
+async fn write_blocks(journal: &mut Journal, replicas: &DiskSet, writes: Vec<BlockWrite>) -> Result<(), JournalError> {
+    let cycle = journal.open_cycle.expect("a cycle is open");
+    for w in writes {
+        journal.stage_block(replicas, w).await?;
+    }
+    journal.journal_staged(cycle).await?;
+    journal.writes.settle().await
+}
+
 fn contents(mem: &[MemoryTransport]) -> Vec<Vec<u8>> {
     mem.iter().map(MemoryTransport::contents).collect()
 }
@@ -84,7 +100,7 @@ async fn materialised_err(journal: &mut Journal, replicas: &DiskSet, point: u64)
 async fn reopen_finds_the_same_points_and_continues() {
     let dir = tempfile::tempdir().unwrap();
     let (mem, replicas) = disks(1);
-    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    let mut mt = new_target(dir.path(), &replicas);
     cycle(&mut mt, 2_000, &[(0, 10, vec![5; 100])]).await;
     let at1 = contents(&mem);
     drop(mt);
@@ -100,7 +116,7 @@ async fn reopen_finds_the_same_points_and_continues() {
 async fn a_torn_tail_is_cut_reported_and_never_applied() {
     let dir = tempfile::tempdir().unwrap();
     let (mem, replicas) = disks(1);
-    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    let mut mt = new_target(dir.path(), &replicas);
     cycle(&mut mt, 2_000, &[(0, 0, vec![1; 1000])]).await;
     let before = contents(&mem);
     drop(mt);
@@ -146,7 +162,7 @@ fn tear_last_record(seg: &std::path::Path) -> u64 {
 async fn a_flipped_byte_inside_the_journal_is_reported_with_segment_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let (_, replicas) = disks(1);
-    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    let mut mt = new_target(dir.path(), &replicas);
     cycle(&mut mt, 2_000, &[(0, 0, vec![1; 1000]), (0, 4096, vec![2; 1000])]).await;
     cycle(&mut mt, 3_000, &[(0, 0, vec![3; 1000])]).await;
     drop(mt);
@@ -183,7 +199,7 @@ fn write(disk: u32, offset: u64, data: &[u8]) -> BlockWrite {
 async fn an_uncommitted_cycle_that_reached_the_replicas_is_rolled_back_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     let (mem, replicas) = disks(2);
-    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    let mut mt = new_target(dir.path(), &replicas);
     cycle(&mut mt, 2_000, &[(0, 0, vec![1; 5000]), (1, 9000, vec![2; 700])]).await;
     let at1 = contents(&mem);
     let size_at1 = mt.journal().size_bytes();
@@ -192,8 +208,8 @@ async fn an_uncommitted_cycle_that_reached_the_replicas_is_rolled_back_on_resume
     // machine dies before its commit.
     let (mut journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
     journal.begin_cycle(3_000, Consistency::App).unwrap();
-    journal.write_blocks(&replicas, vec![write(0, 4000, &[3; 2000]), write(1, 9100, &[4; 100])]).await.unwrap();
-    journal.write_blocks(&replicas, vec![write(0, 3000, &[5; 4000]), write(0, 20_000, &[6; 10])]).await.unwrap();
+    write_blocks(&mut journal, &replicas, vec![write(0, 4000, &[3; 2000]), write(1, 9100, &[4; 100])]).await.unwrap();
+    write_blocks(&mut journal, &replicas, vec![write(0, 3000, &[5; 4000]), write(0, 20_000, &[6; 10])]).await.unwrap();
     assert_ne!(contents(&mem), at1, "the writes reached the replicas");
     drop(journal);
     let (mut journal, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
@@ -212,12 +228,12 @@ async fn an_uncommitted_cycle_that_reached_the_replicas_is_rolled_back_on_resume
 async fn an_aborted_cycle_leaves_the_replicas_and_journal_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let (mem, replicas) = disks(1);
-    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    let mut mt = new_target(dir.path(), &replicas);
     cycle(&mut mt, 2_000, &[(0, 100, vec![1; 300])]).await;
     let at1 = contents(&mem);
     mt.begin(2, 3_000, Consistency::Crash).await.unwrap();
     mt.block(block(0, 0, &[7; 1000])).await.unwrap();
-    mt.journal_mut().write_blocks(&replicas, vec![write(0, 200, &[8; 50])]).await.unwrap();
+    write_blocks(mt.journal_mut(), &replicas, vec![write(0, 200, &[8; 50])]).await.unwrap();
     assert_ne!(contents(&mem), at1);
     assert_eq!(mt.abort_cycle().await.unwrap(), Some(2));
     assert_eq!(contents(&mem), at1);
@@ -234,9 +250,9 @@ async fn a_write_whose_length_does_not_match_its_data_is_refused() {
     let mut journal = Journal::create(dir.path(), JournalConfig::default(), base()).unwrap();
     journal.begin_cycle(2_000, Consistency::Crash).unwrap();
     let bad = BlockWrite { disk: 0, offset: 0, len: 10, data: Some(Bytes::from_static(b"short")) };
-    assert!(matches!(journal.write_blocks(&replicas, vec![bad]).await, Err(JournalError::Protocol(_))));
+    assert!(matches!(write_blocks(&mut journal, &replicas, vec![bad]).await, Err(JournalError::Protocol(_))));
     let unknown = write(7, 0, &[1; 10]);
-    assert!(matches!(journal.write_blocks(&replicas, vec![unknown]).await, Err(JournalError::Protocol(_))));
+    assert!(matches!(write_blocks(&mut journal, &replicas, vec![unknown]).await, Err(JournalError::Protocol(_))));
 }
 
 #[test]
@@ -292,7 +308,7 @@ async fn pruning_keeps_points_inside_retention_exact_and_bounds_the_journal() {
 async fn rewinding_the_replica_rolls_back_and_drops_newer_points() {
     let dir = tempfile::tempdir().unwrap();
     let (mem, replicas) = disks(2);
-    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    let mut mt = new_target(dir.path(), &replicas);
     cycle(&mut mt, 2_000, &[(0, 0, vec![1; 100]), (1, 0, vec![1; 100])]).await;
     let at1 = contents(&mem);
     cycle(&mut mt, 3_000, &[(0, 50, vec![2; 100])]).await;
@@ -352,7 +368,7 @@ impl Transport for FailingDisk {
 async fn an_interrupted_rewind_is_finished_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     let (mem, replicas) = disks(1);
-    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    let mut mt = new_target(dir.path(), &replicas);
     cycle(&mut mt, 2_000, &[(0, 0, vec![1; 5000])]).await;
     let at1 = contents(&mem);
     for i in 0..4u64 {
@@ -396,7 +412,7 @@ async fn rewinding_to_the_base_across_segments_drops_every_cycle() {
 async fn sequence_numbers_continue_after_pruning_every_cycle_and_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let (_, replicas) = disks(1);
-    let mut mt = MasterTarget::new(Journal::create(dir.path(), JournalConfig::default(), base()).unwrap(), replicas.clone());
+    let mut mt = new_target(dir.path(), &replicas);
     for i in 0..3u64 {
         cycle(&mut mt, 2_000 + i, &[(0, i * 10, vec![1; 10])]).await;
     }

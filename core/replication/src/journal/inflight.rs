@@ -1,9 +1,14 @@
-//! The open cycle's writes on their way to the replicas: undo reads started as the writes
-//! arrive, and the previous batch's replica writes still running. Keeping both going while
-//! the next blocks come in is what lets a cycle cost little more than writing its bytes.
+//! The open cycle's writes on their way to the replicas. Each write's undo read starts as
+//! it arrives. A full batch goes to a background task that appends the batch's undo
+//! records, syncs them, and only then writes the batch onto the replicas; the next batch
+//! is staged meanwhile, and its task appends as soon as the previous one's records are
+//! synced. Keeping all of this going while the next blocks come in is what lets a cycle
+//! cost little more than writing its bytes.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
+    fs::File,
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -12,9 +17,16 @@ use std::{
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::task::JoinHandle;
+use tokio::{sync::oneshot, task::JoinHandle};
 
-use super::{BlockWrite, FaultHook, FaultSite, write_block};
+use super::{
+    BlockWrite, FaultHook, FaultSite,
+    append::{Tail, append_block, append_record},
+    io,
+    record::Record,
+    scan::BlockRef,
+    write_block,
+};
 use crate::{
     error::{JournalError, TransportError},
     transport::Transport,
@@ -22,6 +34,9 @@ use crate::{
 
 /// Replica writes of a batch in flight at once: enough to keep the disk queue full.
 const APPLY_IN_FLIGHT: usize = 32;
+/// Batches handed to background tasks and not yet settled: one can be appending its undo
+/// while the one before it writes the replicas. Each holds up to a batch of new bytes.
+pub(crate) const BATCHES_IN_FLIGHT: usize = 2;
 
 /// A set of areas that do not overlap each other, keyed by (disk, start) with their end.
 #[derive(Debug, Default)]
@@ -31,7 +46,10 @@ impl Areas {
     /// Whether `len` bytes at `offset` of `disk` overlap any area of the set.
     pub fn overlaps(&self, disk: u32, offset: u64, len: u32) -> bool {
         let end = offset + u64::from(len);
-        self.0.range((disk, 0)..(disk, end)).next_back().is_some_and(|(_, e)| *e > offset)
+        self.0
+            .range((disk, 0)..(disk, end))
+            .next_back()
+            .is_some_and(|(_, e)| *e > offset)
     }
 
     fn insert(&mut self, disk: u32, offset: u64, len: u32) {
@@ -46,19 +64,54 @@ pub(crate) struct Staged {
     pub undo: JoinHandle<Result<Bytes, TransportError>>,
 }
 
-/// A batch whose undo is on disk and whose replica writes are running.
-struct Launched {
-    areas: Areas,
-    task: JoinHandle<Result<(), JournalError>>,
+/// Where and as what a batch task journals its undo records.
+pub(crate) struct BatchJournal {
+    /// The active segment, opened for appending.
+    pub file: Arc<File>,
+    /// Its path, for errors.
+    pub path: PathBuf,
+    /// Its index.
+    pub segment: u64,
+    /// The open cycle.
+    pub cycle: u64,
+    /// How many records of the cycle earlier batches append.
+    pub first_index: u64,
+    /// The crash tests' hook.
+    pub fault: Option<FaultHook>,
 }
 
-/// The open cycle's staged writes and its launched batch.
+/// What a batch task did, merged into the journal's index in launch order. Records it
+/// appended are listed even when it failed afterwards, so that an abort rolls back
+/// whatever of them reached the replicas.
+#[derive(Debug)]
+pub(crate) struct BatchOutcome {
+    pub blocks: Vec<BlockRef>,
+    /// The segment's tail after its records, once they were all appended and synced.
+    pub tail: Option<Tail>,
+    pub result: Result<(), JournalError>,
+}
+
+/// A batch handed to its background task.
+struct Launched {
+    areas: Areas,
+    task: JoinHandle<BatchOutcome>,
+}
+
+/// Where a batch task appends: at a known tail, or after the previous batch's records.
+enum TailFrom {
+    Ready(Tail),
+    After(oneshot::Receiver<Tail>),
+}
+
+/// The open cycle's staged writes and its launched batches.
 #[derive(Default)]
 pub(crate) struct CycleWrites {
     staged: Vec<Staged>,
     staged_areas: Areas,
     staged_bytes: u64,
-    launched: Option<Launched>,
+    launched: VecDeque<Launched>,
+    // The newest launched batch's tail, which the next batch appends after.
+    last_tail: Option<oneshot::Receiver<Tail>>,
     applied: Arc<AtomicU64>,
 }
 
@@ -74,17 +127,20 @@ impl CycleWrites {
         self.staged_areas.overlaps(w.disk, w.offset, w.len)
     }
 
-    /// Whether the write overlaps the launched batch, whose writes must land before its
+    /// Whether the write overlaps a launched batch, whose writes must land before its
     /// undo is read.
     pub fn overlaps_launched(&self, w: &BlockWrite) -> bool {
-        self.launched.as_ref().is_some_and(|l| l.areas.overlaps(w.disk, w.offset, w.len))
+        self.launched
+            .iter()
+            .any(|l| l.areas.overlaps(w.disk, w.offset, w.len))
     }
 
     /// Starts reading what `write` will overwrite and stages it.
     pub fn stage(&mut self, disk: Arc<dyn Transport>, write: BlockWrite) {
         let (reader, offset, len) = (disk.clone(), write.offset, write.len as usize);
         let undo = tokio::spawn(async move { reader.read_at(offset, len).await });
-        self.staged_areas.insert(write.disk, write.offset, write.len);
+        self.staged_areas
+            .insert(write.disk, write.offset, write.len);
         self.staged_bytes += u64::from(write.len);
         self.staged.push(Staged { disk, write, undo });
     }
@@ -101,46 +157,196 @@ impl CycleWrites {
         std::mem::take(&mut self.staged)
     }
 
-    /// Waits for the launched batch's writes; returns their first error.
-    pub async fn settle(&mut self) -> Result<(), JournalError> {
-        let Some(launched) = self.launched.take() else { return Ok(()) };
-        launched.task.await.map_err(|e| JournalError::Protocol(format!("replica writer task failed: {e}")))?
+    /// Batches launched and not yet settled.
+    pub fn in_flight(&self) -> usize {
+        self.launched.len()
     }
 
-    /// Writes a batch onto the replicas in the background. Its undo must be on disk, and
-    /// the previous batch settled.
-    pub fn launch(&mut self, batch: Vec<(Arc<dyn Transport>, BlockWrite)>, fault: Option<(FaultHook, u64)>) {
-        debug_assert!(self.launched.is_none(), "the previous batch is settled first");
-        let mut areas = Areas::default();
-        for (_, w) in &batch {
-            areas.insert(w.disk, w.offset, w.len);
+    /// Waits for the oldest launched batch; `None` when none is left. A task that died
+    /// (panicked) yields `Err`: which of its records reached the disk is then unknown here.
+    pub async fn settle_oldest(&mut self) -> Option<Result<BatchOutcome, JournalError>> {
+        let launched = self.launched.pop_front()?;
+        if self.launched.is_empty() {
+            // Its tail reaches the journal through the outcome.
+            self.last_tail = None;
         }
+        Some(
+            launched
+                .task
+                .await
+                .map_err(|e| JournalError::Protocol(format!("journal batch task failed: {e}"))),
+        )
+    }
+
+    /// Hands a batch to a background task that appends its undo records after the
+    /// previous batch's (or at `tail` when none is in flight), syncs them, and then writes
+    /// the batch onto the replicas.
+    pub fn launch(&mut self, staged: Vec<Staged>, journal: BatchJournal, tail: Tail) {
+        let mut areas = Areas::default();
+        for s in &staged {
+            areas.insert(s.write.disk, s.write.offset, s.write.len);
+        }
+        let from = match self.last_tail.take() {
+            Some(previous) => TailFrom::After(previous),
+            None => TailFrom::Ready(tail),
+        };
+        let (next, receiver) = oneshot::channel();
+        self.last_tail = Some(receiver);
         let applied = self.applied.clone();
-        let task = tokio::spawn(async move {
-            let writes: Vec<_> = batch.into_iter().map(|(disk, w)| async move { write_block(disk.as_ref(), w.offset, w.len, w.data).await }).collect();
-            let mut done = futures::stream::iter(writes).buffer_unordered(APPLY_IN_FLIGHT);
-            while let Some(result) = done.next().await {
-                result?;
-                let index = applied.fetch_add(1, Ordering::SeqCst);
-                if let Some((hook, cycle)) = &fault {
-                    hook(FaultSite::AfterApplyBlock { cycle: *cycle, index });
-                }
-            }
-            Ok(())
-        });
-        self.launched = Some(Launched { areas, task });
+        let task = tokio::spawn(run_batch(staged, journal, from, next, applied));
+        self.launched.push_back(Launched { areas, task });
     }
 
     /// Abandons the cycle's writes: stops the staged reads and waits for the launched
-    /// batch to stop touching the replicas, whatever its outcome.
-    pub async fn cancel(&mut self) {
+    /// batches to stop touching the replicas, whatever their outcome, which it returns
+    /// oldest first.
+    pub async fn cancel(&mut self) -> Vec<Result<BatchOutcome, JournalError>> {
         for s in self.take_staged() {
             s.undo.abort();
         }
-        if let Some(launched) = self.launched.take() {
-            let _ = launched.task.await;
+        let mut outcomes = Vec::new();
+        while let Some(outcome) = self.settle_oldest().await {
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+}
+
+/// A batch's background task: undo appended and synced, then the replica writes.
+async fn run_batch(
+    staged: Vec<Staged>,
+    journal: BatchJournal,
+    from: TailFrom,
+    next: oneshot::Sender<Tail>,
+    applied: Arc<AtomicU64>,
+) -> BatchOutcome {
+    let mut outcome = BatchOutcome {
+        blocks: Vec::with_capacity(staged.len()),
+        tail: None,
+        result: Ok(()),
+    };
+    let mut writes = Vec::with_capacity(staged.len());
+    let mut undos = Vec::with_capacity(staged.len());
+    for s in staged {
+        match s.undo.await {
+            Ok(Ok(undo)) => undos.push(undo),
+            Ok(Err(e)) => return outcome.failed(e.into()),
+            Err(e) => {
+                return outcome.failed(JournalError::Protocol(format!(
+                    "undo reader task failed: {e}"
+                )));
+            }
+        }
+        writes.push((s.disk, s.write));
+    }
+    let tail = match from {
+        TailFrom::Ready(tail) => tail,
+        // Dropped without a tail: the previous batch failed, and the cycle with it.
+        TailFrom::After(previous) => match previous.await {
+            Ok(tail) => tail,
+            Err(_) => {
+                return outcome.failed(JournalError::Protocol(
+                    "an earlier batch of the cycle failed".into(),
+                ));
+            }
+        },
+    };
+    let (cycle, fault) = (journal.cycle, journal.fault.clone());
+    let appended = tokio::task::spawn_blocking(move || {
+        let mut blocks = Vec::with_capacity(writes.len());
+        let result = append_undo(&journal, tail, &writes, &undos, &mut blocks);
+        (writes, blocks, result)
+    })
+    .await;
+    let (writes, blocks, result) = match appended {
+        Ok(done) => done,
+        Err(e) => {
+            return outcome.failed(JournalError::Protocol(format!(
+                "journal append task failed: {e}"
+            )));
+        }
+    };
+    outcome.blocks = blocks;
+    let tail = match result {
+        Ok(tail) => tail,
+        Err(e) => return outcome.failed(e),
+    };
+    outcome.tail = Some(tail);
+    let _ = next.send(tail);
+    outcome.result = apply(writes, applied, fault.map(|f| (f, cycle))).await;
+    outcome
+}
+
+impl BatchOutcome {
+    fn failed(mut self, error: JournalError) -> Self {
+        self.result = Err(error);
+        self
+    }
+}
+
+/// Appends one undo record per write at `tail` and syncs them: the rule that makes a crash
+/// recoverable is that no replica byte changes before the undo record of its write is on
+/// disk. Pushes each record's place to `blocks` as it is written; returns the new tail.
+fn append_undo(
+    journal: &BatchJournal,
+    mut tail: Tail,
+    writes: &[(Arc<dyn Transport>, BlockWrite)],
+    undos: &[Bytes],
+    blocks: &mut Vec<BlockRef>,
+) -> Result<Tail, JournalError> {
+    let (file, path, cycle) = (&*journal.file, journal.path.as_path(), journal.cycle);
+    for ((_, w), old) in writes.iter().zip(undos) {
+        let undo = (!crate::hash::is_zero(old)).then_some(&old[..]);
+        let record_offset = match &journal.fault {
+            // Crash tests stop halfway through a record: the general path does that.
+            Some(hook) => {
+                let index = journal.first_index + blocks.len() as u64;
+                let midway = || hook(FaultSite::MidBlockRecord { cycle, index });
+                let record = Record::Block {
+                    cycle,
+                    disk: w.disk,
+                    offset: w.offset,
+                    len: w.len,
+                    undo: undo.map(<[u8]>::to_vec),
+                };
+                append_record(file, path, &mut tail, &record, Some(&midway))?
+            }
+            None => append_block(file, path, &mut tail, cycle, w, undo)?,
+        };
+        blocks.push(BlockRef {
+            segment: journal.segment,
+            record_offset,
+            disk: w.disk,
+            disk_offset: w.offset,
+            len: w.len,
+        });
+    }
+    file.sync_data().map_err(io("fsync", path))?;
+    Ok(tail)
+}
+
+/// Writes a batch onto the replicas, many writes in flight; returns the first error.
+async fn apply(
+    writes: Vec<(Arc<dyn Transport>, BlockWrite)>,
+    applied: Arc<AtomicU64>,
+    fault: Option<(FaultHook, u64)>,
+) -> Result<(), JournalError> {
+    let writes: Vec<_> = writes
+        .into_iter()
+        .map(|(disk, w)| async move { write_block(disk.as_ref(), w.offset, w.len, w.data).await })
+        .collect();
+    let mut done = futures::stream::iter(writes).buffer_unordered(APPLY_IN_FLIGHT);
+    while let Some(result) = done.next().await {
+        result?;
+        let index = applied.fetch_add(1, Ordering::SeqCst);
+        if let Some((hook, cycle)) = &fault {
+            hook(FaultSite::AfterApplyBlock {
+                cycle: *cycle,
+                index,
+            });
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //! A cycle's undo goes ahead of the replica. After `Begin`, the cycle's writes come in
 //! batches: for each batch the journal reads what every write will overwrite on the
 //! replica, appends one `Block` record per write holding those undo bytes, fsyncs, and
-//! only then writes the new bytes onto the replica. When every batch is on the replicas
-//! they are flushed, and `Commit` with an fsync makes the cycle a recovery point.
+//! only then writes the new bytes onto the replica. A batch does this in a background
+//! task while the next one is staged, and appends its records as soon as the previous
+//! batch's are synced. When every batch is on the replicas they are flushed, and `Commit`
+//! with an fsync makes the cycle a recovery point.
 //!
 //! The new bytes are never journaled (the replica holds them), so each changed byte is
 //! written twice, not three times as with undo and redo both in the journal.
@@ -17,6 +19,7 @@
 //! an earlier one of the same cycle reads its undo after that one landed, so the newest
 //! first roll back still ends exactly at the cycle's start.
 
+mod append;
 mod inflight;
 mod record;
 mod scan;
@@ -24,7 +27,6 @@ mod scan;
 use std::{
     collections::{BTreeMap, HashMap},
     fs::{File, OpenOptions},
-    io::Write,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -36,7 +38,8 @@ pub use record::{Consistency, RecoveryPoint};
 pub use scan::TailCut;
 
 use crate::{error::JournalError, transport::Transport};
-use inflight::CycleWrites;
+use append::{Tail, append_record};
+use inflight::{BATCHES_IN_FLIGHT, BatchJournal, BatchOutcome, CycleWrites};
 use record::Record;
 use scan::{BlockRef, CycleEntry, Index, SegmentInfo, scan, segment_path};
 
@@ -113,8 +116,6 @@ pub struct PruneReport {
     pub oldest_point: Option<RecoveryPoint>,
 }
 
-/// Journal bytes appended between two starts of their writeback.
-const WRITEBACK_PIECE: u64 = 8 << 20;
 /// Writes staged before their batch is journaled and launched: the undo of a batch is
 /// synced with one fsync, so batches are large...
 const BATCH_WRITES: usize = 512;
@@ -127,14 +128,16 @@ pub struct Journal {
     dir: PathBuf,
     config: JournalConfig,
     index: Index,
-    active: File,
+    active: Arc<File>,
     active_len: u64,
     readers: HashMap<u64, File>,
     open_cycle: Option<u64>,
     fault: Option<FaultHook>,
-    // Where writeback of the active segment was last started (see `append_block_parts`).
+    // Where writeback of the active segment was last started (see `append::append_block`).
     writeback_from: u64,
     writes: CycleWrites,
+    // Writes staged in the open cycle so far: each becomes one record.
+    cycle_records: u64,
 }
 
 /// One write of a cycle, for [`Journal::stage_block`].
@@ -166,6 +169,22 @@ fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
 }
 
 impl Journal {
+    fn new(dir: PathBuf, config: JournalConfig, index: Index, active: Arc<File>, active_len: u64) -> Self {
+        Self {
+            dir,
+            config,
+            index,
+            active,
+            active_len,
+            readers: HashMap::new(),
+            open_cycle: None,
+            fault: None,
+            writeback_from: 0,
+            writes: CycleWrites::default(),
+            cycle_records: 0,
+        }
+    }
+
     /// Creates a new journal in the empty directory `dir`. `base` is the point the replicas
     /// hold right now (after the initial sync).
     pub fn create(dir: impl AsRef<Path>, config: JournalConfig, base: RecoveryPoint) -> Result<Self, JournalError> {
@@ -176,8 +195,8 @@ impl Journal {
         }
         let index = Index { max_cycle: base.seq, ..Index::default() };
         let path = segment_path(&dir, 0);
-        let active = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io("create segment", &path))?;
-        let mut journal = Self { dir, config, index, active, active_len: 0, readers: HashMap::new(), open_cycle: None, fault: None, writeback_from: 0, writes: CycleWrites::default() };
+        let active = Arc::new(OpenOptions::new().create_new(true).append(true).open(&path).map_err(io("create segment", &path))?);
+        let mut journal = Self::new(dir, config, index, active, 0);
         journal.start_segment(0, base)?;
         journal.index.oldest_base = Some(base);
         Ok(journal)
@@ -194,8 +213,8 @@ impl Journal {
         let seg = index.segments.last().expect("at least one segment");
         let path = seg.path.clone();
         let active_len = seg.len;
-        let active = OpenOptions::new().append(true).open(&path).map_err(io("open segment", &path))?;
-        let journal = Self { dir, config, index, active, active_len, readers: HashMap::new(), open_cycle: None, fault: None, writeback_from: 0, writes: CycleWrites::default() };
+        let active = Arc::new(OpenOptions::new().append(true).open(&path).map_err(io("open segment", &path))?);
+        let journal = Self::new(dir, config, index, active, active_len);
         let pending = journal.pending();
         let discarded_cycle = match pending {
             Pending::RollBack(seq) => {
@@ -255,73 +274,25 @@ impl Journal {
         }
     }
 
-    fn append(&mut self, record: &Record) -> Result<u64, JournalError> {
-        let bytes = record::encode(record, self.index.next_lsn);
-        let offset = self.active_len;
-        let path = self.active_path();
-        match (&self.fault, record) {
-            (Some(hook), Record::Block { cycle, .. }) => {
-                let half = bytes.len() / 2;
-                self.active.write_all(&bytes[..half]).map_err(io("append", &path))?;
-                let index = self.index.cycles.get(cycle).map_or(0, |c| c.blocks.len() as u64);
-                hook(FaultSite::MidBlockRecord { cycle: *cycle, index });
-                self.active.write_all(&bytes[half..]).map_err(io("append", &path))?;
-            }
-            _ => self.active.write_all(&bytes).map_err(io("append", &path))?,
-        }
-        self.index.next_lsn += 1;
-        self.active_len += bytes.len() as u64;
-        if let Some(seg) = self.index.segments.last_mut() {
-            seg.len = self.active_len;
-        }
-        Ok(offset)
+    fn tail(&self) -> Tail {
+        Tail { len: self.active_len, lsn: self.index.next_lsn, writeback_from: self.writeback_from }
     }
 
-    /// Appends a block record straight from the caller's slices with one vectored write:
-    /// the data is neither copied into a record buffer nor written in several calls,
-    /// which at cycle rates is most of the journal's CPU.
-    fn append_block_parts(
-        &mut self,
-        cycle: u64,
-        disk: u32,
-        offset: u64,
-        len: u32,
-        undo: Option<&[u8]>,
-    ) -> Result<u64, JournalError> {
-        let parts = record::encode_block_parts(self.index.next_lsn, cycle, disk, offset, len, undo);
-        let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(3);
-        slices.push(std::io::IoSlice::new(&parts.head));
-        slices.extend(undo.map(std::io::IoSlice::new));
-        slices.push(std::io::IoSlice::new(&parts.crc));
-        let total: usize = slices.iter().map(|s| s.len()).sum();
-        let path = self.active_path();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let n = match self.active.write_vectored(rest) {
-                Ok(0) => return Err(io("append", &path)(std::io::ErrorKind::WriteZero.into())),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io("append", &path)(e)),
-            };
-            std::io::IoSlice::advance_slices(&mut rest, n);
-        }
-        let record_offset = self.active_len;
-        self.index.next_lsn += 1;
-        self.active_len += total as u64;
-        // Block records are most of a cycle's journal bytes: their writeback starts as they
-        // come, in pieces of a few MiB (fewer, larger submissions), so that the commit's
-        // fsync waits for little more than the last piece.
-        if self.writeback_from > record_offset {
-            self.writeback_from = record_offset; // a new segment
-        }
-        if self.active_len - self.writeback_from >= WRITEBACK_PIECE {
-            crate::transport::start_writeback(&self.active, self.writeback_from, self.active_len - self.writeback_from);
-            self.writeback_from = self.active_len;
-        }
+    fn set_tail(&mut self, tail: Tail) {
+        self.active_len = tail.len;
+        self.index.next_lsn = tail.lsn;
+        self.writeback_from = tail.writeback_from;
         if let Some(seg) = self.index.segments.last_mut() {
-            seg.len = self.active_len;
+            seg.len = tail.len;
         }
-        Ok(record_offset)
+    }
+
+    /// Appends one of the journal's own records (block records come from batch tasks).
+    fn append(&mut self, record: &Record) -> Result<u64, JournalError> {
+        let mut tail = self.tail();
+        let offset = append_record(&self.active, &self.active_path(), &mut tail, record, None)?;
+        self.set_tail(tail);
+        Ok(offset)
     }
 
     fn sync(&mut self) -> Result<(), JournalError> {
@@ -349,7 +320,7 @@ impl Journal {
         self.sync()?;
         let next = self.index.segments.last().map_or(0, |s| s.index + 1);
         let path = segment_path(&self.dir, next);
-        self.active = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io("create segment", &path))?;
+        self.active = Arc::new(OpenOptions::new().create_new(true).append(true).open(&path).map_err(io("create segment", &path))?);
         self.start_segment(next, base)?;
         info!(segment = %path.display(), base = base.seq, "started journal segment");
         Ok(())
@@ -369,14 +340,15 @@ impl Journal {
             CycleEntry { point, segment, begin_offset: offset, blocks: Vec::new(), committed: false },
         );
         self.open_cycle = Some(point.seq);
+        self.cycle_records = 0;
         self.writes.begin();
         Ok(point.seq)
     }
 
     /// Adds a write to the open cycle. What it overwrites on `replicas` is read at once;
-    /// once enough writes are staged, their undo is appended and synced as one batch, and
-    /// only then are they written onto the replicas, in the background while the next
-    /// writes arrive. Writes apply in the order given: one that overlaps an earlier write
+    /// once enough writes are staged, a background task appends their undo and syncs it
+    /// as one batch, and only then writes them onto the replicas, while the next writes
+    /// arrive. Writes apply in the order given: one that overlaps an earlier write
     /// of the cycle waits for it to land, so that its undo holds that write's bytes.
     /// Replicas are flushed at [`Journal::commit_cycle`].
     ///
@@ -398,7 +370,7 @@ impl Journal {
             self.journal_staged(cycle).await?;
         }
         if self.writes.overlaps_launched(&write) {
-            self.writes.settle().await?;
+            self.settle(0).await?;
         }
         self.writes.stage(disk, write);
         let (count, bytes) = self.writes.staged_size();
@@ -408,39 +380,68 @@ impl Journal {
         Ok(())
     }
 
-    /// Appends the staged batch's undo records, syncs them, and launches its writes.
+    /// Hands the staged batch to a background task, which appends its undo records after
+    /// the previous batch's, syncs them, and then writes the batch onto the replicas. At
+    /// most [`BATCHES_IN_FLIGHT`] batches run at once, which bounds memory.
     async fn journal_staged(&mut self, cycle: u64) -> Result<(), JournalError> {
         let staged = self.writes.take_staged();
         if staged.is_empty() {
             return Ok(());
         }
-        let mut batch = Vec::with_capacity(staged.len());
-        for s in staged {
-            let w = s.write;
-            let old = s.undo.await.map_err(|e| JournalError::Protocol(format!("undo reader task failed: {e}")))??;
-            let undo = (!crate::hash::is_zero(&old)).then_some(&old[..]);
-            let record_offset = if self.fault.is_some() {
-                // Crash tests stop halfway through a record: the general path does that.
-                let record = Record::Block { cycle, disk: w.disk, offset: w.offset, len: w.len, undo: undo.map(<[u8]>::to_vec) };
-                self.append(&record)?
-            } else {
-                self.append_block_parts(cycle, w.disk, w.offset, w.len, undo)?
-            };
-            let segment = self.index.segments.last().expect("segment").index;
-            self.index.cycles.get_mut(&cycle).expect("open cycle indexed").blocks.push(BlockRef {
-                segment,
-                record_offset,
-                disk: w.disk,
-                disk_offset: w.offset,
-                len: w.len,
-            });
-            batch.push((s.disk, w));
+        self.settle(BATCHES_IN_FLIGHT - 1).await?;
+        let journal = BatchJournal {
+            file: self.active.clone(),
+            path: self.active_path(),
+            segment: self.index.segments.last().expect("segment").index,
+            cycle,
+            first_index: self.cycle_records,
+            fault: self.fault.clone(),
+        };
+        self.cycle_records += staged.len() as u64;
+        let tail = self.tail();
+        self.writes.launch(staged, journal, tail);
+        Ok(())
+    }
+
+    /// Waits for launched batches, oldest first, until at most `keep` are in flight, and
+    /// adds their records to the index. Stops at the first failure; the batches after it
+    /// are left for [`Journal::abort_cycle`].
+    async fn settle(&mut self, keep: usize) -> Result<(), JournalError> {
+        while self.writes.in_flight() > keep {
+            let Some(outcome) = self.writes.settle_oldest().await else { break };
+            self.merge(outcome)?;
         }
-        // The rule that makes a crash recoverable: no replica byte changes before the undo
-        // record of its write is on disk.
-        self.sync()?;
-        self.writes.settle().await?;
-        self.writes.launch(batch, self.fault.clone().map(|f| (f, cycle)));
+        Ok(())
+    }
+
+    /// Adds a settled batch's records to the open cycle and moves the tail past them;
+    /// returns the batch's failure, if any.
+    fn merge(&mut self, outcome: Result<BatchOutcome, JournalError>) -> Result<(), JournalError> {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The task died: which of its records reached the segment is unknown
+                // here, so the index is read back from the disk, as after a crash.
+                self.reindex()?;
+                return Err(e);
+            }
+        };
+        if let Some(cycle) = self.open_cycle {
+            self.index.cycles.get_mut(&cycle).expect("open cycle indexed").blocks.extend(outcome.blocks);
+        }
+        if let Some(tail) = outcome.tail {
+            self.set_tail(tail);
+        }
+        outcome.result
+    }
+
+    /// Rebuilds the index from the segments on disk, cutting a torn tail.
+    fn reindex(&mut self) -> Result<(), JournalError> {
+        let (index, _) = scan(&self.dir, true)?;
+        let len = index.segments.last().map_or(0, |s| s.len);
+        self.index = index;
+        self.active_len = len;
+        self.writeback_from = self.writeback_from.min(len);
         Ok(())
     }
 
@@ -453,7 +454,7 @@ impl Journal {
         let span = info_span!("journal_commit", cycle);
         async {
             self.journal_staged(cycle).await?;
-            self.writes.settle().await?;
+            self.settle(0).await?;
             for disk in replicas.values() {
                 disk.flush().await?;
             }
@@ -478,8 +479,12 @@ impl Journal {
     /// session fails halfway through a cycle. Returns the dropped cycle. Idempotent: if it
     /// fails, the cycle is left for [`Journal::resume`] to roll back.
     pub async fn abort_cycle(&mut self, replicas: &DiskSet) -> Result<Option<u64>, JournalError> {
-        let Some(cycle) = self.open_cycle.take() else { return Ok(None) };
-        self.writes.cancel().await;
+        let Some(cycle) = self.open_cycle else { return Ok(None) };
+        for outcome in self.writes.cancel().await {
+            // Failures are why the cycle is aborted; its records are what counts here.
+            let _ = self.merge(outcome);
+        }
+        self.open_cycle = None;
         self.discard(cycle, replicas).await?;
         Ok(Some(cycle))
     }

@@ -59,7 +59,7 @@ async fn write_blocks(journal: &mut Journal, replicas: &DiskSet, writes: Vec<Blo
         journal.stage_block(replicas, w).await?;
     }
     journal.journal_staged(cycle).await?;
-    journal.writes.settle().await
+    journal.settle(0).await
 }
 
 fn contents(mem: &[MemoryTransport]) -> Vec<Vec<u8>> {
@@ -389,6 +389,44 @@ async fn an_interrupted_rewind_is_finished_at_the_next_open() {
     assert_eq!(journal.points().iter().map(|p| p.seq).collect::<Vec<_>>(), vec![0, 1]);
     let (_, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
     assert_eq!(report.pending, Pending::None);
+}
+
+#[tokio::test]
+async fn a_batch_failing_on_its_replica_while_the_next_one_lands_is_rolled_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, replicas) = disks(2);
+    let mut mt = new_target(dir.path(), &replicas);
+    cycle(&mut mt, 2_000, &[(0, 0, vec![1; 5000]), (1, 30_000, vec![2; 9000])]).await;
+    let at1 = contents(&mem);
+    let size_at1 = mt.journal().size_bytes();
+    drop(mt);
+    // The first batch (all on disk 0) fails after 300 replica writes; the second (all on
+    // disk 1) is journaled once the first one's records are synced and lands meanwhile.
+    let failing = FailingDisk { inner: mem[0].clone(), writes_left: 300.into() };
+    let broken: DiskSet = BTreeMap::from([(0u32, Arc::new(failing) as Arc<dyn Transport>), (1u32, replicas[&1].clone())]);
+    let (mut journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    journal.begin_cycle(3_000, Consistency::Crash).unwrap();
+    let batch = BATCH_WRITES as u64;
+    let first_two = (0..batch).map(|i| write(0, i * 60, &[3; 16])).chain((0..batch).map(|i| write(1, i * 60, &[4; 16])));
+    let mut failure = None;
+    for w in first_two.chain((0..batch).map(|i| write(1, 40_000 + i * 40, &[5; 8]))) {
+        if let Err(e) = journal.stage_block(&broken, w).await {
+            failure = Some(e);
+            break;
+        }
+    }
+    let failure = match failure {
+        Some(e) => e,
+        None => journal.commit_cycle(&broken).await.expect_err("a replica write failed"),
+    };
+    assert!(matches!(failure, JournalError::Transport(_)), "{failure}");
+    assert_ne!(contents(&mem), at1, "the writes reached the replicas");
+    assert_eq!(journal.abort_cycle(&replicas).await.unwrap(), Some(2));
+    assert_eq!(contents(&mem), at1, "both batches rolled back");
+    assert_eq!(journal.size_bytes(), size_at1, "the cycle's records are cut");
+    assert_eq!(journal.next_cycle(), 2);
+    let (_, report) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    assert_eq!((report.discarded_cycle, report.pending), (None, Pending::None));
 }
 
 #[tokio::test]

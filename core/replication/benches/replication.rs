@@ -161,12 +161,17 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// `time` as a multiple of `against`.
+fn ratio(time: Duration, against: Duration) -> f64 {
+    secs(time) / secs(against).max(1e-9)
+}
+
 fn report(name: &str, engine: Duration, baseline: Duration, baseline_name: &str, goal: &str) {
     println!(
         "{name:<44} engine {:>8.3}s  baseline {:>8.3}s ({baseline_name})  ratio {:>5.2}x  goal {goal}",
         secs(engine),
         secs(baseline),
-        secs(engine) / secs(baseline).max(1e-9)
+        ratio(engine, baseline)
     );
 }
 
@@ -273,7 +278,7 @@ fn compare_tools(dir: &Path, src: &Path, stale: &Path, engine: Duration) {
             "cold 1% resync against {name:<40} {:>7.3}s vs ours {:>7.3}s: ours {:.2}x faster  goal {goal}{}",
             secs(took),
             secs(engine),
-            secs(took) / secs(engine).max(1e-9),
+            ratio(took, engine),
             if same { "" } else { "  (its result differs from the source!)" }
         );
         std::fs::remove_file(&target).unwrap();
@@ -359,8 +364,8 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
             secs(baseline),
             secs(plain_baseline)
         );
-        strict.push(secs(engine) / secs(baseline).max(1e-9));
-        plain.push(secs(engine) / secs(plain_baseline).max(1e-9));
+        strict.push(ratio(engine, baseline));
+        plain.push(ratio(engine, plain_baseline));
     }
     println!(
         "cycle {pct:.0}% in process (journal+apply)          median of {CYCLE_ROUNDS} ratios {:>5.2}x (read changed + write + 1 flush)  {:>5.2}x (same, plain pwrite + 1 fsync)  goal <= 1.5x",
@@ -505,8 +510,8 @@ async fn full_copy_figure(dir: &Path, size: u64) {
             allocated >> 20,
             r.bytes_written >> 20
         );
-        unflushed.push(secs(engine) / secs(plain).max(1e-9));
-        flushed.push(secs(engine) / secs(durable).max(1e-9));
+        unflushed.push(ratio(engine, plain));
+        flushed.push(ratio(engine, durable));
     }
     println!(
         "full copy of the sparse image (warm)            median of {COPY_ROUNDS} ratios {:>5.2}x (qemu-img convert -n, never flushes)  {:>5.2}x (qemu-img convert -n -t writeback, one fdatasync)  goal <= 1.0x, holes never written",

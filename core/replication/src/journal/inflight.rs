@@ -57,11 +57,12 @@ impl Areas {
     }
 }
 
-/// One write waiting for its batch, with the read of the bytes it will overwrite.
+/// One write waiting for its batch, with the read of the bytes it will overwrite (`None`
+/// where they lie in a hole and were not read).
 pub(crate) struct Staged {
     pub disk: Arc<dyn Transport>,
     pub write: BlockWrite,
-    pub undo: JoinHandle<Result<Bytes, TransportError>>,
+    pub undo: JoinHandle<Result<Option<Bytes>, TransportError>>,
 }
 
 /// Where and as what a batch task journals its undo records.
@@ -138,7 +139,7 @@ impl CycleWrites {
     /// Starts reading what `write` will overwrite and stages it.
     pub fn stage(&mut self, disk: Arc<dyn Transport>, write: BlockWrite) {
         let (reader, offset, len) = (disk.clone(), write.offset, write.len as usize);
-        let undo = tokio::spawn(async move { reader.read_at(offset, len).await });
+        let undo = tokio::spawn(async move { reader.read_data_at(offset, len).await });
         self.staged_areas
             .insert(write.disk, write.offset, write.len);
         self.staged_bytes += u64::from(write.len);
@@ -291,12 +292,12 @@ fn append_undo(
     journal: &BatchJournal,
     mut tail: Tail,
     writes: &[(Arc<dyn Transport>, BlockWrite)],
-    undos: &[Bytes],
+    undos: &[Option<Bytes>],
     blocks: &mut Vec<BlockRef>,
 ) -> Result<Tail, JournalError> {
     let (file, path, cycle) = (&*journal.file, journal.path.as_path(), journal.cycle);
     for ((_, w), old) in writes.iter().zip(undos) {
-        let undo = (!crate::hash::is_zero(old)).then_some(&old[..]);
+        let undo = old.as_deref().filter(|old| !crate::hash::is_zero(old));
         let record_offset = match &journal.fault {
             // Crash tests stop halfway through a record: the general path does that.
             Some(hook) => {

@@ -460,3 +460,28 @@ async fn sequence_numbers_continue_after_pruning_every_cycle_and_reopening() {
     let (journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
     assert_eq!(journal.next_cycle(), 4);
 }
+
+#[tokio::test]
+async fn writes_into_holes_of_a_file_replica_roll_back_to_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.img");
+    let file = crate::transport::FileTransport::create(&path, 1 << 20).unwrap();
+    file.write_at(0, Bytes::from(vec![5u8; 65536])).await.unwrap();
+    let replica: Arc<dyn Transport> = Arc::new(file.clone());
+    let replicas: DiskSet = BTreeMap::from([(0, replica)]);
+    let at0 = std::fs::read(&path).unwrap();
+    let mut mt = new_target(&dir.path().join("journal"), &replicas);
+    // Over data, into a hole, and across the edge between them.
+    cycle(&mut mt, 2_000, &[(0, 0, vec![1; 65536]), (0, 256 << 10, vec![2; 65536]), (0, 61_440, vec![3; 8192])]).await;
+    let at1 = std::fs::read(&path).unwrap();
+    cycle(&mut mt, 3_000, &[(0, 256 << 10, vec![4; 65536])]).await;
+    mt.journal_mut().rewind_replicas(1, &replicas).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), at1, "point 1 restored over what was a hole");
+    mt.journal_mut().rewind_replicas(0, &replicas).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), at0, "the base restored byte for byte");
+    let extents = file.allocated_extents().await.unwrap();
+    assert!(
+        !extents.iter().any(|e| e.offset < (320 << 10) && e.end() > (256 << 10)),
+        "the written hole is a hole again: {extents:?}"
+    );
+}

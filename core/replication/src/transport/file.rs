@@ -104,6 +104,20 @@ pub(crate) fn read_exact_uninit(file: &File, offset: u64, len: usize) -> std::io
     Ok(buf)
 }
 
+/// Reads exactly `len` bytes at `offset`; a range past the end is `Invalid`.
+fn read_or_range_error(file: &File, path: &Path, offset: u64, len: usize) -> Result<Bytes, TransportError> {
+    match read_exact_uninit(file, offset, len) {
+        Ok(buf) => Ok(Bytes::from(buf)),
+        // Only a range past the end of the file comes up short.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
+            check_range(&path.display().to_string(), offset, len as u64, size)?;
+            Err(io_err("read", path, e))
+        }
+        Err(e) => Err(io_err("read", path, e)),
+    }
+}
+
 /// Hashes `[offset, offset + len)` of the file block by block where the bytes lie: the
 /// range is mapped (populated in one call) instead of copied out of the page cache, which
 /// for a warm resync costs as much CPU as the hashing itself. Ranges that cannot be mapped
@@ -181,28 +195,35 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
 
 /// Walks the file's data ranges with `SEEK_DATA`/`SEEK_HOLE`. File systems without
 /// support report the whole file as data, which is still correct.
+/// Where the first data at or after `at` starts; `None` when only holes follow.
+fn next_data(file: &File, at: u64) -> std::io::Result<Option<u64>> {
+    // SAFETY: lseek on a valid fd owned by `file` for the duration of the call. It moves
+    // the shared file offset, which no other operation here uses (all I/O is positional).
+    let data = unsafe { libc::lseek(file.as_raw_fd(), at as libc::off_t, libc::SEEK_DATA) };
+    if data >= 0 {
+        return Ok(Some(data as u64));
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENXIO) => Ok(None),
+        _ => Err(err),
+    }
+}
+
 fn data_extents(file: &File, path: &Path) -> Result<Vec<Extent>, TransportError> {
     let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
-    let fd = file.as_raw_fd();
     let mut extents = Vec::new();
     let mut at: u64 = 0;
     while at < size {
-        // SAFETY: lseek on a valid fd owned by `file` for the duration of the call. It moves
-        // the shared file offset, which no other operation here uses (all I/O is positional).
-        let data = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENXIO) {
-                break; // no data after `at`
-            }
-            return Err(io_err("lseek(SEEK_DATA)", path, err));
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        let Some(data) = next_data(file, at).map_err(|e| io_err("lseek(SEEK_DATA)", path, e))? else {
+            break;
+        };
+        // SAFETY: as in `next_data`.
+        let hole = unsafe { libc::lseek(file.as_raw_fd(), data as libc::off_t, libc::SEEK_HOLE) };
         if hole < 0 {
             return Err(io_err("lseek(SEEK_HOLE)", path, std::io::Error::last_os_error()));
         }
-        let (data, hole) = (data as u64, (hole as u64).min(size));
+        let hole = (hole as u64).min(size);
         if hole > data {
             extents.push(Extent::new(data, hole - data));
         }
@@ -225,17 +246,20 @@ impl Transport for FileTransport {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
+        self.blocking(move |file, path| read_or_range_error(file, path, offset, len))
+    }
+
+    fn read_data_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Option<Bytes>> {
         self.blocking(move |file, path| {
-            match read_exact_uninit(file, offset, len) {
-                Ok(buf) => Ok(Bytes::from(buf)),
-                // Only a range past the end of the file comes up short.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
-                    check_range(&path.display().to_string(), offset, len as u64, size)?;
-                    Err(io_err("read", path, e))
-                }
-                Err(e) => Err(io_err("read", path, e)),
+            // A file system without SEEK_DATA support reports everything as data, and an
+            // error here only costs the read it would have saved.
+            let hole = matches!(next_data(file, offset), Ok(next) if next.is_none_or(|d| d >= offset + len as u64));
+            if !hole {
+                return read_or_range_error(file, path, offset, len).map(Some);
             }
+            let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
+            check_range(&path.display().to_string(), offset, len as u64, size)?;
+            Ok(None)
         })
     }
 
@@ -306,6 +330,24 @@ mod tests {
         assert!(extents.iter().any(|e| e.offset <= 4 << 20 && e.end() >= (4 << 20) + 65536));
         assert!(extents.iter().any(|e| e.offset <= 12 << 20 && e.end() >= (12 << 20) + 4096));
         assert_eq!(&disk.read_at(4 << 20, 4).await.unwrap()[..], &[7, 7, 7, 7]);
+    }
+
+    #[tokio::test]
+    async fn read_data_at_skips_whole_holes_and_reads_anything_touching_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 16u64 << 20;
+        let disk = FileTransport::create(dir.path().join("d.img"), size).unwrap();
+        disk.write_at(4 << 20, Bytes::from(vec![7u8; 65536])).await.unwrap();
+        assert_eq!(disk.read_data_at(0, 65536).await.unwrap(), None, "a hole is not read");
+        assert_eq!(disk.read_data_at(size - 65536, 65536).await.unwrap(), None, "nor the hole at the end");
+        let data = disk.read_data_at(4 << 20, 65536).await.unwrap().expect("data is read");
+        assert!(data.iter().all(|b| *b == 7));
+        let straddling = disk.read_data_at((4 << 20) - 4096, 8192).await.unwrap().expect("a range touching data is read");
+        assert!(straddling[..4096].iter().all(|b| *b == 0) && straddling[4096..].iter().all(|b| *b == 7));
+        for (offset, len) in [(size - 10, 20), (size, 1)] {
+            let err = disk.read_data_at(offset, len).await.unwrap_err();
+            assert!(matches!(err, TransportError::Invalid { .. }), "{offset}+{len}: {err}");
+        }
     }
 
     #[tokio::test]

@@ -47,6 +47,14 @@ pub trait Transport: Send + Sync + Debug {
     /// Reads exactly `len` bytes at `offset`.
     fn read_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes>;
 
+    /// Reads `len` bytes at `offset` unless the whole range is known to read as zeros
+    /// without reading it (a hole), in which case it returns `None` and reads nothing. A
+    /// range past the end is an error, as for [`Transport::read_at`]. Idempotent. The
+    /// default always reads; the journal uses this to skip undo reads of unwritten areas.
+    fn read_data_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Option<Bytes>> {
+        Box::pin(async move { self.read_at(offset, len).await.map(Some) })
+    }
+
     /// Writes `data` at `offset`.
     fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()>;
 

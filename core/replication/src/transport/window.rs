@@ -147,6 +147,13 @@ impl Transport for Window {
         })
     }
 
+    fn read_data_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Option<Bytes>> {
+        Box::pin(async move {
+            let at = self.check(offset, len as u64)?;
+            self.inner.read_data_at(at, len).await
+        })
+    }
+
     fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()> {
         Box::pin(async move {
             let at = self.check(offset, data.len() as u64)?;

@@ -384,11 +384,13 @@ impl Journal {
     /// the previous batch's, syncs them, and then writes the batch onto the replicas. At
     /// most [`BATCHES_IN_FLIGHT`] batches run at once, which bounds memory.
     async fn journal_staged(&mut self, cycle: u64) -> Result<(), JournalError> {
-        let staged = self.writes.take_staged();
-        if staged.is_empty() {
+        if self.writes.staged_size().0 == 0 {
             return Ok(());
         }
+        // Settled first: if an older batch failed, the staged writes stay staged, and
+        // `abort_cycle` stops their undo reads.
         self.settle(BATCHES_IN_FLIGHT - 1).await?;
+        let staged = self.writes.take_staged();
         let journal = BatchJournal {
             file: self.active.clone(),
             path: self.active_path(),

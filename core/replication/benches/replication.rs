@@ -182,6 +182,9 @@ fn sparse_copy(from: &Path, to: &Path) {
     std::fs::File::open(to).unwrap().sync_all().unwrap();
 }
 
+/// Reads a cycle baseline keeps in flight: "many", as the engine's cycle does.
+const BASELINE_IN_FLIGHT: usize = 16;
+
 /// Baseline for a cycle: read only the changed blocks with `in_flight` reads at once
 /// (many, or one for the naive replay), write them to a scratch image, one flush.
 async fn read_changed_and_write(src: &FileTransport, scratch: &FileTransport, changed: &[Extent], in_flight: usize) -> Duration {
@@ -213,7 +216,7 @@ async fn read_changed_and_pwrite(src: &FileTransport, scratch: &Path, changed: &
                 tokio::task::spawn_blocking(move || file.write_all_at(&data, e.offset).unwrap()).await.unwrap();
             }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(BASELINE_IN_FLIGHT)
         .collect::<Vec<()>>()
         .await;
     let f = file.clone();
@@ -367,7 +370,7 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
     for round in 1..=CYCLE_ROUNDS {
         // Warm: the changed blocks were just written, so they are still in the page cache.
         changed = change_blocks(&src_path, size, fraction, rng, material);
-        baseline = baseline_on_scratch(&scratch_path, size, &src, &changed, 16).await;
+        baseline = baseline_on_scratch(&scratch_path, size, &src, &changed, BASELINE_IN_FLIGHT).await;
         let plain_path = dir.join("scratch-plain.img");
         drop(FileTransport::create(&plain_path, size).unwrap());
         let plain_baseline = read_changed_and_pwrite(&src, &plain_path, &changed).await;
@@ -388,7 +391,7 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
         // reads of the replica come from the disk too.
         let cold_changed = change_blocks(&src_path, size, fraction, rng, material);
         evict(&[&src_path]);
-        let cold_baseline = baseline_on_scratch(&scratch_path, size, &src, &cold_changed, 16).await;
+        let cold_baseline = baseline_on_scratch(&scratch_path, size, &src, &cold_changed, BASELINE_IN_FLIGHT).await;
         evict(&[&src_path]);
         let one_by_one = baseline_on_scratch(&scratch_path, size, &src, &cold_changed, 1).await;
         evict(&[&src_path, &replica_path]);

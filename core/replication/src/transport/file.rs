@@ -193,8 +193,6 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
-/// Walks the file's data ranges with `SEEK_DATA`/`SEEK_HOLE`. File systems without
-/// support report the whole file as data, which is still correct.
 /// Where the first data at or after `at` starts; `None` when only holes follow.
 fn next_data(file: &File, at: u64) -> std::io::Result<Option<u64>> {
     // SAFETY: lseek on a valid fd owned by `file` for the duration of the call. It moves
@@ -210,6 +208,8 @@ fn next_data(file: &File, at: u64) -> std::io::Result<Option<u64>> {
     }
 }
 
+/// Walks the file's data ranges with `SEEK_DATA`/`SEEK_HOLE`. File systems without
+/// support report the whole file as data, which is still correct.
 fn data_extents(file: &File, path: &Path) -> Result<Vec<Extent>, TransportError> {
     let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
     let mut extents = Vec::new();

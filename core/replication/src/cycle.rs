@@ -166,8 +166,10 @@ async fn read_block(source: &dyn Transport, disk: u32, piece: Extent, codec: Cod
     let data = source.read_at(piece.offset, piece.len as usize).await?;
     let zero = crate::hash::is_zero(&data);
     let (used, payload) = if zero { (Codec::None, Bytes::new()) } else {
-        let (used, packed) = codec.compress(&data);
-        (used, if used == Codec::None { data } else { Bytes::from(packed) })
+        match codec.compress(&data) {
+            Some(packed) => (codec, Bytes::from(packed)),
+            None => (Codec::None, data),
+        }
     };
     Ok(WireBlock { disk, offset: piece.offset, len: piece.len as u32, codec: used.id(), zero, payload })
 }

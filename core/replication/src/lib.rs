@@ -8,11 +8,11 @@
 //!   [`transport::Window`] onto exactly the disk's bytes ([`transport::open_adapter_locator`]),
 //!   so a fixed VHD's footer or a container header is never read or written as disk data.
 //! - [`journal`]: the retention journal: segments of CRC32C-checked records holding, for
-//!   every write of a cycle, the bytes it overwrote (undo) and the bytes it wrote (redo),
-//!   plus commit and applied marks that make recovery points. Torn tails are cut at open;
-//!   corruption elsewhere is reported with its segment and offset. Any retained point can
-//!   be materialised onto new disks or the replicas themselves; pruning drops whole
-//!   segments older than the retention.
+//!   every write of a cycle, the bytes it overwrote (undo), appended and synced before the
+//!   write touches the replica, plus begin, commit and rewind marks that make recovery
+//!   points. Torn tails are cut at open; corruption elsewhere is reported with its segment
+//!   and offset. Any retained point can be materialised onto new disks or the replicas
+//!   themselves; pruning drops whole segments older than the retention.
 //! - [`copy`], [`hash`], [`resync`]: full copy of allocated extents, block hashing of both
 //!   sides at once (keyed XXH3-128 under a key drawn per comparison), hash-tree
 //!   verification that repairs and reports differences and fails if they persist.
@@ -27,12 +27,11 @@
 //!   pipeline's cycles do.
 //! - [`progress`]: bytes, blocks, rate and ETA on a watch channel.
 //!
-//! Why redo as well as undo: a cycle is journaled in full and synced before the replica
-//! is touched, so a master target killed while applying finishes the same cycle from its
-//! journal at restart instead of asking for it again, and the undo bytes, read from the
-//! replica before any of the cycle is applied, can never capture the cycle's own writes.
-//! The price is journal space (about twice the changed bytes per cycle, less for blocks
-//! that were or become zeros).
+//! Why undo only: the replica holds the newest point, so the journal needs only what each
+//! write overwrote to roll the replica back to any retained point, and each changed byte
+//! is written twice (undo and replica) rather than three times. A master target killed
+//! halfway through a cycle rolls back what of it landed and the process server, which
+//! keeps its snapshot until the point is acknowledged, sends the cycle again.
 
 #![warn(missing_docs)]
 

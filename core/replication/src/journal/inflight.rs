@@ -2,8 +2,9 @@
 //! it arrives. A full batch goes to a background task that appends the batch's undo
 //! records, syncs them, and only then writes the batch onto the replicas; the next batch
 //! is staged meanwhile, and its task appends as soon as the previous one's records are
-//! synced. Keeping all of this going while the next blocks come in is what lets a cycle
-//! cost little more than writing its bytes.
+//! written, while those sync. A batch writes the replicas only once its own records and
+//! every earlier batch's are synced. Keeping all of this going while the next blocks
+//! come in is what lets a cycle cost little more than writing its bytes.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -101,7 +102,27 @@ struct Launched {
 /// Where a batch task appends: at a known tail, or after the previous batch's records.
 enum TailFrom {
     Ready(Tail),
-    After(oneshot::Receiver<Tail>),
+    After(Handoff),
+}
+
+/// What a batch task hears from the one launched before it: the tail once that one's
+/// records are written, and a signal once they are synced. A sender dropped unsent means
+/// that batch failed.
+struct Handoff {
+    tail: oneshot::Receiver<Tail>,
+    synced: oneshot::Receiver<()>,
+}
+
+/// The sending halves of a [`Handoff`].
+struct HandOn {
+    tail: oneshot::Sender<Tail>,
+    synced: oneshot::Sender<()>,
+}
+
+fn handoff() -> (HandOn, Handoff) {
+    let (tail, tail_rx) = oneshot::channel();
+    let (synced, synced_rx) = oneshot::channel();
+    (HandOn { tail, synced }, Handoff { tail: tail_rx, synced: synced_rx })
 }
 
 /// The open cycle's staged writes and its launched batches.
@@ -111,8 +132,8 @@ pub(crate) struct CycleWrites {
     staged_areas: Areas,
     staged_bytes: u64,
     launched: VecDeque<Launched>,
-    // The newest launched batch's tail, which the next batch appends after.
-    last_tail: Option<oneshot::Receiver<Tail>>,
+    // The newest launched batch's handoff, which the next batch appends after.
+    last_tail: Option<Handoff>,
     applied: Arc<AtomicU64>,
 }
 
@@ -191,7 +212,7 @@ impl CycleWrites {
             Some(previous) => TailFrom::After(previous),
             None => TailFrom::Ready(tail),
         };
-        let (next, receiver) = oneshot::channel();
+        let (next, receiver) = handoff();
         self.last_tail = Some(receiver);
         let applied = self.applied.clone();
         let task = tokio::spawn(run_batch(staged, journal, from, next, applied));
@@ -218,7 +239,7 @@ async fn run_batch(
     staged: Vec<Staged>,
     journal: BatchJournal,
     from: TailFrom,
-    next: oneshot::Sender<Tail>,
+    next: HandOn,
     applied: Arc<AtomicU64>,
 ) -> BatchOutcome {
     let mut outcome = BatchOutcome {
@@ -240,22 +261,26 @@ async fn run_batch(
         }
         writes.push((s.disk, s.write));
     }
-    let tail = match from {
-        TailFrom::Ready(tail) => tail,
+    let earlier_failed = || JournalError::Protocol("an earlier batch of the cycle failed".into());
+    let (tail, previous_synced) = match from {
+        TailFrom::Ready(tail) => (tail, None),
         // Dropped without a tail: the previous batch failed, and the cycle with it.
-        TailFrom::After(previous) => match previous.await {
-            Ok(tail) => tail,
-            Err(_) => {
-                return outcome.failed(JournalError::Protocol(
-                    "an earlier batch of the cycle failed".into(),
-                ));
-            }
+        TailFrom::After(previous) => match previous.tail.await {
+            Ok(tail) => (tail, Some(previous.synced)),
+            Err(_) => return outcome.failed(earlier_failed()),
         },
     };
     let (cycle, fault) = (journal.cycle, journal.fault.clone());
+    let HandOn { tail: tail_to_next, synced: synced_to_next } = next;
     let appended = tokio::task::spawn_blocking(move || {
         let mut blocks = Vec::with_capacity(writes.len());
-        let result = append_undo(&journal, tail, &writes, &undos, &mut blocks);
+        let result = append_undo(&journal, tail, &writes, &undos, &mut blocks).and_then(|tail| {
+            // The next batch appends while this one syncs, so that the journal's appends
+            // are not spaced by fsync latency.
+            let _ = tail_to_next.send(tail);
+            journal.file.sync_data().map_err(io("fsync", &journal.path))?;
+            Ok(tail)
+        });
         (writes, blocks, result)
     })
     .await;
@@ -273,7 +298,14 @@ async fn run_batch(
         Err(e) => return outcome.failed(e),
     };
     outcome.tail = Some(tail);
-    let _ = next.send(tail);
+    // A batch applies only once every record before its own is synced too: if an earlier
+    // batch's sync failed, records after it must not be the only ones a restart can trust.
+    if let Some(previous) = previous_synced
+        && previous.await.is_err()
+    {
+        return outcome.failed(earlier_failed());
+    }
+    let _ = synced_to_next.send(());
     outcome.result = apply(writes, applied, fault.map(|f| (f, cycle))).await;
     outcome
 }
@@ -285,9 +317,9 @@ impl BatchOutcome {
     }
 }
 
-/// Appends one undo record per write at `tail` and syncs them: the rule that makes a crash
-/// recoverable is that no replica byte changes before the undo record of its write is on
-/// disk. Pushes each record's place to `blocks` as it is written; returns the new tail.
+/// Appends one undo record per write at `tail`, unsynced: the caller syncs them before
+/// any of the writes touches a replica, the rule that makes a crash recoverable. Pushes
+/// each record's place to `blocks` as it is written; returns the new tail.
 fn append_undo(
     journal: &BatchJournal,
     mut tail: Tail,
@@ -322,7 +354,6 @@ fn append_undo(
             len: w.len,
         });
     }
-    file.sync_data().map_err(io("fsync", path))?;
     Ok(tail)
 }
 

@@ -6,7 +6,7 @@
 //! replica, appends one `Block` record per write holding those undo bytes, fsyncs, and
 //! only then writes the new bytes onto the replica. A batch does this in a background
 //! task while the next one is staged, and appends its records as soon as the previous
-//! batch's are synced. When every batch is on the replicas they are flushed, and `Commit`
+//! batch's are written; it applies once they and its own are synced. When every batch is on the replicas they are flushed, and `Commit`
 //! with an fsync makes the cycle a recovery point.
 //!
 //! The new bytes are never journaled (the replica holds them), so each changed byte is

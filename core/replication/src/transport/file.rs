@@ -118,17 +118,17 @@ fn read_or_range_error(file: &File, path: &Path, offset: u64, len: usize) -> Res
     }
 }
 
+/// Ranges shorter than this are read rather than mapped.
+const MIN_MAP: u64 = 1 << 20;
+
 /// Hashes `[offset, offset + len)` of the file block by block where the bytes lie: the
 /// range is mapped (populated in one call) instead of copied out of the page cache, which
 /// for a warm resync costs as much CPU as the hashing itself. Ranges that cannot be mapped
 /// (unaligned, past the end, a file system without mmap) are read instead.
 ///
 /// A mapped file that shrinks under the mapping raises SIGBUS. The size is checked first;
-/// a disk image being truncated while it is hashed is outside what a replication source
-/// may do, as for any mmap reader.
-/// Ranges shorter than this are read rather than mapped.
-const MIN_MAP: u64 = 1 << 20;
-
+/// a disk image being truncated while it is hashed or copied is outside what a
+/// replication source may do, as for any mmap reader.
 fn digest_in_place(file: &File, offset: u64, len: u64, hasher: &crate::hash::BlockHasher) -> std::io::Result<Vec<crate::hash::Digest>> {
     let size = file.metadata()?.len();
     let page = 4096;
@@ -151,29 +151,62 @@ fn digest_in_place(file: &File, offset: u64, len: u64, hasher: &crate::hash::Blo
         };
         return Ok(hasher.digest_blocks(&data).collect());
     }
-    // SAFETY: a fresh read-only shared mapping of `len` bytes of a file we hold open,
-    // inside its current size; it is only read through the slice below and unmapped
-    // before returning.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len as usize,
-            libc::PROT_READ,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            file.as_raw_fd(),
-            offset as libc::off_t,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        let data = read_exact_uninit(file, offset, len as usize)?;
-        return Ok(hasher.digest_blocks(&data).collect());
+    match Mapping::new(file, offset, len as usize) {
+        Some(mapped) => Ok(hasher.digest_blocks(mapped.as_ref()).collect()),
+        None => Ok(hasher.digest_blocks(&read_exact_uninit(file, offset, len as usize)?).collect()),
     }
-    // SAFETY: the mapping is `len` readable bytes and lives until munmap below.
-    let data = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len as usize) };
-    let digests = hasher.digest_blocks(data).collect();
-    // SAFETY: unmaps exactly the mapping made above; `data` is not used after this.
-    unsafe { libc::munmap(ptr, len as usize) };
-    Ok(digests)
+}
+
+/// A read-only shared mapping of part of a file, populated when made and unmapped when
+/// dropped. Its bytes are the file's page cache itself: they change if the file does, and
+/// a file truncated under it raises SIGBUS (see [`digest_in_place`]).
+struct Mapping {
+    ptr: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only memory owned by this value alone; reading it from any
+// thread is as safe as reading the file.
+unsafe impl Send for Mapping {}
+// SAFETY: as for Send; nothing mutates through it.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `[offset, offset + len)`; `None` when the kernel refuses (the caller reads
+    /// instead). `offset` must be page-aligned and the range inside the file's size.
+    fn new(file: &File, offset: u64, len: usize) -> Option<Self> {
+        // SAFETY: a fresh read-only shared mapping of `len` bytes of a file we hold open,
+        // inside its current size (checked by the callers); it is only read, and
+        // unmapped in Drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        std::ptr::NonNull::new(ptr).map(|ptr| Self { ptr, len })
+    }
+}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr(), self.len) };
+    }
 }
 
 /// Starts writing `[offset, offset + len)` back to the disk without waiting for it.
@@ -247,6 +280,17 @@ impl Transport for FileTransport {
 
     fn read_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
         self.blocking(move |file, path| read_or_range_error(file, path, offset, len))
+    }
+
+    fn read_view(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
+        self.blocking(move |file, path| {
+            let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
+            let mappable = (len as u64) >= MIN_MAP && offset.is_multiple_of(4096) && offset.checked_add(len as u64).is_some_and(|end| end <= size);
+            match mappable.then(|| Mapping::new(file, offset, len)).flatten() {
+                Some(mapped) => Ok(Bytes::from_owner(mapped)),
+                None => read_or_range_error(file, path, offset, len),
+            }
+        })
     }
 
     fn read_data_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Option<Bytes>> {
@@ -346,6 +390,25 @@ mod tests {
         assert!(straddling[..4096].iter().all(|b| *b == 0) && straddling[4096..].iter().all(|b| *b == 7));
         for (offset, len) in [(size - 10, 20), (size, 1)] {
             let err = disk.read_data_at(offset, len).await.unwrap_err();
+            assert!(matches!(err, TransportError::Invalid { .. }), "{offset}+{len}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn read_view_gives_the_bytes_read_at_gives_mapped_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 8u64 << 20;
+        let disk = FileTransport::create(dir.path().join("d.img"), size).unwrap();
+        let pattern: Vec<u8> = (0..size as usize).map(|i| (i * 31 / 7) as u8).collect();
+        disk.write_at(0, Bytes::from(pattern.clone())).await.unwrap();
+        // Mapped (large, aligned), read (small, unaligned), and the last byte of the disk.
+        for (offset, len) in [(1 << 20, 2 << 20), (4097, 70_000), (0, 4 << 20), (size - 1, 1)] {
+            let view = disk.read_view(offset, len).await.unwrap();
+            assert_eq!(view.len(), len, "{offset}+{len}");
+            assert!(view[..] == pattern[offset as usize..offset as usize + len], "{offset}+{len}");
+        }
+        for (offset, len) in [(size - (1 << 20), 2 << 20), (size, 1)] {
+            let err = disk.read_view(offset, len).await.unwrap_err();
             assert!(matches!(err, TransportError::Invalid { .. }), "{offset}+{len}: {err}");
         }
     }

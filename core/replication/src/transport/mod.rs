@@ -55,6 +55,15 @@ pub trait Transport: Send + Sync + Debug {
         Box::pin(async move { self.read_at(offset, len).await.map(Some) })
     }
 
+    /// Reads exactly `len` bytes at `offset` for a caller that uses them at once and lets
+    /// them go, such as a copy: the bytes may be a view of the source rather than a copy
+    /// of it (a file's page cache, mapped), and then change if the source changes while
+    /// they are held. A range past the end is an error, as for [`Transport::read_at`].
+    /// Idempotent. The default reads with [`Transport::read_at`].
+    fn read_view(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
+        self.read_at(offset, len)
+    }
+
     /// Writes `data` at `offset`.
     fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()>;
 

@@ -147,6 +147,13 @@ impl Transport for Window {
         })
     }
 
+    fn read_view(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
+        Box::pin(async move {
+            let at = self.check(offset, len as u64)?;
+            self.inner.read_view(at, len).await
+        })
+    }
+
     fn read_data_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Option<Bytes>> {
         Box::pin(async move {
             let at = self.check(offset, len as u64)?;

@@ -68,6 +68,18 @@ pub(crate) fn runs(blocks: &[u64], max: u64) -> Vec<(u64, u64)> {
     out
 }
 
+/// Copies `[offset, offset + len)` from `source` to `target`; zeros are written as
+/// [`Transport::write_zeroes`], which keeps a sparse target sparse.
+async fn copy_range(source: &dyn Transport, target: &dyn Transport, offset: u64, len: u64) -> Result<(), TransportError> {
+    // Used at once: a view of the source saves a copy where the transport can give one.
+    let data: Bytes = source.read_view(offset, len as usize).await?;
+    if is_zero(&data) {
+        target.write_zeroes(offset, len).await
+    } else {
+        target.write_at(offset, data).await
+    }
+}
+
 /// Copies the given blocks from `source` to `target` and flushes; returns bytes written.
 async fn send_blocks(
     source: &dyn Transport,
@@ -81,12 +93,7 @@ async fn send_blocks(
         .map(|(first, n)| async move {
             let offset = first * block;
             let len = (n * block).min(size - offset);
-            let data: Bytes = source.read_at(offset, len as usize).await?;
-            if is_zero(&data) {
-                target.write_zeroes(offset, len).await?;
-            } else {
-                target.write_at(offset, data).await?;
-            }
+            copy_range(source, target, offset, len).await?;
             Ok::<_, TransportError>(len)
         })
         .buffer_unordered(4)
@@ -132,12 +139,7 @@ async fn compare_and_send(
             let written = futures::future::try_join_all(runs(&bad, u64::MAX).into_iter().map(|(run_first, n)| async move {
                 let offset = run_first * block;
                 let len = (n * block).min(c.end() - offset);
-                let data = source.read_at(offset, len as usize).await?;
-                if is_zero(&data) {
-                    target.write_zeroes(offset, len).await?;
-                } else {
-                    target.write_at(offset, data).await?;
-                }
+                copy_range(source, target, offset, len).await?;
                 Ok::<_, TransportError>(len)
             }))
             .await?

@@ -120,6 +120,8 @@ fn read_or_range_error(file: &File, path: &Path, offset: u64, len: usize) -> Res
 
 /// Ranges shorter than this are read rather than mapped.
 const MIN_MAP: u64 = 1 << 20;
+/// Mappings start at multiples of this.
+const PAGE: u64 = 4096;
 
 /// Hashes `[offset, offset + len)` of the file block by block where the bytes lie: the
 /// range is mapped (populated in one call) instead of copied out of the page cache, which
@@ -131,7 +133,6 @@ const MIN_MAP: u64 = 1 << 20;
 /// replication source may do, as for any mmap reader.
 fn digest_in_place(file: &File, offset: u64, len: u64, hasher: &crate::hash::BlockHasher) -> std::io::Result<Vec<crate::hash::Digest>> {
     let size = file.metadata()?.len();
-    let page = 4096;
     let fits = offset.checked_add(len).is_some_and(|end| end <= size);
     if fits && len > 0 {
         // A range that is one hole (the target of an initial sync) is zeros: no I/O.
@@ -145,7 +146,7 @@ fn digest_in_place(file: &File, offset: u64, len: u64, hasher: &crate::hash::Blo
     }
     // Mapping costs a few syscalls and page-table work per call, which only pays off over
     // large ranges; small ones (sparse disks' scattered extents) are read.
-    if len < MIN_MAP || !fits || !offset.is_multiple_of(page) {
+    if len < MIN_MAP || !fits || !offset.is_multiple_of(PAGE) {
         let data = if fits { read_exact_uninit(file, offset, len as usize)? } else {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "range past the end of the file"));
         };
@@ -285,7 +286,7 @@ impl Transport for FileTransport {
     fn read_view(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
         self.blocking(move |file, path| {
             let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
-            let mappable = (len as u64) >= MIN_MAP && offset.is_multiple_of(4096) && offset.checked_add(len as u64).is_some_and(|end| end <= size);
+            let mappable = (len as u64) >= MIN_MAP && offset.is_multiple_of(PAGE) && offset.checked_add(len as u64).is_some_and(|end| end <= size);
             match mappable.then(|| Mapping::new(file, offset, len)).flatten() {
                 Some(mapped) => Ok(Bytes::from_owner(mapped)),
                 None => read_or_range_error(file, path, offset, len),

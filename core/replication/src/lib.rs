@@ -26,6 +26,8 @@
 //!   [`wire::LoopbackMasterTarget`] runs both in one process over loopback, as the
 //!   pipeline's cycles do.
 //! - [`progress`]: bytes, blocks, rate and ETA on a watch channel.
+//! - [`buffers`]: the bounded pool that read buffers return to, so that a cycle reads
+//!   into pages already mapped rather than faulting in fresh ones.
 //!
 //! Why undo only: the replica holds the newest point, so the journal needs only what each
 //! write overwrote to roll the replica back to any retained point, and each changed byte
@@ -35,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod buffers;
 pub mod compress;
 pub mod copy;
 pub mod cycle;

@@ -73,12 +73,27 @@ fn io_err(op: &'static str, path: &Path, source: std::io::Error) -> TransportErr
 /// Reads exactly `len` bytes at `offset` into a fresh buffer without zero-filling it
 /// first: at disk speeds the memset costs as much CPU as hashing the block.
 pub(crate) fn read_exact_uninit(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    let mut buf = Vec::with_capacity(len);
+    fill(file, offset, len, &mut buf)?;
+    Ok(buf)
+}
+
+/// Reads exactly `len` bytes at `offset` into a buffer of the data path's pool, which it
+/// goes back to when the bytes are dropped.
+fn read_pooled(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    let mut buf = crate::buffers::take(len);
+    fill(file, offset, len, &mut buf)?;
+    Ok(crate::buffers::into_bytes(buf))
+}
+
+/// Appends exactly `len` bytes read at `offset` to the empty `buf`, which has the room.
+fn fill(file: &File, offset: u64, len: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    debug_assert!(buf.is_empty() && buf.capacity() >= len);
     let mut done = 0usize;
     while done < len {
         // SAFETY: the kernel writes at most `len - done` bytes into the vector's spare
-        // capacity starting at `done`; nothing reads those bytes before `set_len` below
-        // covers only what was written.
+        // capacity (at least `len`) starting at `done`; nothing reads those bytes before
+        // `set_len` below covers only what was written.
         let n = unsafe {
             libc::pread(
                 file.as_raw_fd(),
@@ -101,13 +116,13 @@ pub(crate) fn read_exact_uninit(file: &File, offset: u64, len: usize) -> std::io
         // SAFETY: the first `done` bytes were written by pread.
         unsafe { buf.set_len(done) };
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// Reads exactly `len` bytes at `offset`; a range past the end is `Invalid`.
 fn read_or_range_error(file: &File, path: &Path, offset: u64, len: usize) -> Result<Bytes, TransportError> {
-    match read_exact_uninit(file, offset, len) {
-        Ok(buf) => Ok(Bytes::from(buf)),
+    match read_pooled(file, offset, len) {
+        Ok(bytes) => Ok(bytes),
         // Only a range past the end of the file comes up short.
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
@@ -147,14 +162,14 @@ fn digest_in_place(file: &File, offset: u64, len: u64, hasher: &crate::hash::Blo
     // Mapping costs a few syscalls and page-table work per call, which only pays off over
     // large ranges; small ones (sparse disks' scattered extents) are read.
     if len < MIN_MAP || !fits || !offset.is_multiple_of(PAGE) {
-        let data = if fits { read_exact_uninit(file, offset, len as usize)? } else {
+        let data = if fits { read_pooled(file, offset, len as usize)? } else {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "range past the end of the file"));
         };
         return Ok(hasher.digest_blocks(&data).collect());
     }
     match Mapping::new(file, offset, len as usize) {
         Some(mapped) => Ok(hasher.digest_blocks(mapped.as_ref()).collect()),
-        None => Ok(hasher.digest_blocks(&read_exact_uninit(file, offset, len as usize)?).collect()),
+        None => Ok(hasher.digest_blocks(&read_pooled(file, offset, len as usize)?).collect()),
     }
 }
 

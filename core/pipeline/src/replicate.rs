@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use homeward_plugin_host::bindings::disks::AccessMode;
 use homeward_replication::{
     ReplicationError,
-    copy::copy_allocated,
+    copy::copy_allocated_unflushed,
     cycle::{DiskChanges, MasterTarget as Mt},
     extent::Extent,
     journal::{Consistency, DiskSet, Journal, JournalConfig, RecoveryPoint},
@@ -268,8 +268,10 @@ impl Pipeline {
                     let mode = if targets_are_new { "copy, then verify by hash tree" } else { "delta resync by hash, then verify" };
                     let watcher = self.watch_progress(job, format!("{object}: {mode}"), rx);
                     let mut bytes = 0;
+                    // The resync below verifies the copy and ends with the target's flush,
+                    // so the copy is written back while it is verified.
                     let copied = if targets_are_new {
-                        copy_allocated(source.transport.as_ref(), target.transport.as_ref(), Some(&reporter))
+                        copy_allocated_unflushed(source.transport.as_ref(), target.transport.as_ref(), Some(&reporter))
                             .await
                             .map_err(|e| PipelineError::Replication { object: object.clone(), error: e.into() })
                             .map(|c| c.bytes_written)

@@ -27,9 +27,26 @@ pub struct CopyReport {
 }
 
 /// Copies every allocated extent of `source` onto `target`, which must be a new disk of
-/// the same size that reads as zeros. Holes are never read, and chunks that read as zeros
-/// are never written, so the target stays sparse.
+/// the same size that reads as zeros, and flushes the target. Holes are never read, and
+/// chunks that read as zeros are never written, so the target stays sparse.
+///
+/// Fails with [`TransportError::Invalid`] when the sizes differ, or with the first read
+/// or write error. Idempotent: copying again writes the same bytes.
 pub async fn copy_allocated(
+    source: &dyn Transport,
+    target: &dyn Transport,
+    progress: Option<&ProgressReporter>,
+) -> Result<CopyReport, TransportError> {
+    let report = copy_allocated_unflushed(source, target, progress).await?;
+    target.flush().await?;
+    Ok(report)
+}
+
+/// [`copy_allocated`] without the final flush, for a caller that flushes the target after
+/// what it does next: a verification that reads both disks, or a roll-back. The disk then
+/// writes the copy back while that step runs, instead of the step waiting for it. The
+/// copy is not durable until the caller's flush succeeds.
+pub async fn copy_allocated_unflushed(
     source: &dyn Transport,
     target: &dyn Transport,
     progress: Option<&ProgressReporter>,
@@ -63,8 +80,6 @@ pub async fn copy_allocated(
                 p.advance(read, read.div_ceil(crate::hash::DEFAULT_BLOCK), written);
             }
         }
-        drop(done);
-        target.flush().await?;
         Ok(report)
     }
     .instrument(span)

@@ -580,9 +580,10 @@ impl Journal {
         }
         let span = info_span!("journal_materialise", point);
         async {
+            // The roll-back ends with every target's flush.
             for (id, target) in targets {
                 let source = disk_of(replicas, *id)?;
-                crate::copy::copy_allocated(source.as_ref(), target.as_ref(), None).await?;
+                crate::copy::copy_allocated_unflushed(source.as_ref(), target.as_ref(), None).await?;
             }
             self.roll_back(point, targets).await
         }

@@ -10,7 +10,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{Transport, TransportFuture, check_range};
+use super::{Transport, TransportFuture, check_range, writeback::Writeback};
 use crate::{error::TransportError, extent::Extent};
 
 /// A disk image file. Reads of holes are avoided: [`Transport::allocated_extents`] asks
@@ -19,6 +19,7 @@ use crate::{error::TransportError, extent::Extent};
 pub struct FileTransport {
     path: PathBuf,
     file: Arc<File>,
+    writeback: Arc<Writeback>,
 }
 
 impl FileTransport {
@@ -30,7 +31,7 @@ impl FileTransport {
             .write(writable)
             .open(&path)
             .map_err(|source| io_err("open", &path, source))?;
-        Ok(Self { path, file: Arc::new(file) })
+        Ok(Self::new(path, file))
     }
 
     /// Creates (or truncates) a sparse image of `size` bytes: every byte a hole.
@@ -44,7 +45,12 @@ impl FileTransport {
             .open(&path)
             .map_err(|source| io_err("create", &path, source))?;
         file.set_len(size).map_err(|source| io_err("set_len", &path, source))?;
-        Ok(Self { path, file: Arc::new(file) })
+        Ok(Self::new(path, file))
+    }
+
+    fn new(path: PathBuf, file: File) -> Self {
+        let file = Arc::new(file);
+        Self { path, writeback: Arc::new(Writeback::new(file.clone())), file }
     }
 
     /// The image's path.
@@ -231,7 +237,9 @@ impl Drop for Mapping {
 /// writes a large batch only then, so the flush costs as long as writing all of it while
 /// nothing else runs; started here, the disk writes overlap with reading and hashing
 /// what comes next, and the flush only waits for the tail. It makes nothing durable by
-/// itself, and errors are left for the flush to report.
+/// itself, and errors are left for the flush to report. It blocks while the disk's
+/// request queue is full, which is why [`FileTransport`]'s writes call it from a thread
+/// of their own (see [`super::writeback`]).
 pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     if len == 0 {
         return;
@@ -324,9 +332,10 @@ impl Transport for FileTransport {
     }
 
     fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()> {
+        let writeback = self.writeback.clone();
         self.blocking(move |file, path| {
             file.write_all_at(&data, offset).map_err(|e| io_err("write", path, e))?;
-            start_writeback(file, offset, data.len() as u64);
+            writeback.start(offset, data.len() as u64);
             Ok(())
         })
     }

@@ -10,6 +10,7 @@ mod memory;
 mod page_blob;
 mod vhd;
 mod window;
+mod writeback;
 
 use std::{fmt::Debug, future::Future, pin::Pin};
 

@@ -14,14 +14,16 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// The most bytes the data path's pool keeps while nothing uses them: a 1% cycle of a 4 GiB disk
-/// (41 MiB of changes and their undo) fits, and the data path's 256 MiB memory budget
-/// keeps room for a resync's mapped hashing beside it.
-pub const POOL_BYTES: usize = 64 << 20;
+/// The most bytes the data path's pool keeps while nothing uses them. The pool is a cache
+/// inside the data path's 256 MiB memory budget, beside a resync's mapped hashing (about
+/// 216 MiB at its peak): with 64 MiB, the bench's peak RSS reached 288 MiB.
+pub const POOL_BYTES: usize = 32 << 20;
 /// Smaller reads are not pooled: their pages are not worth the bookkeeping.
 pub const MIN_POOLED: usize = 4 << 10;
-/// Larger reads are not pooled: one of them would hold a large part of the pool.
-pub const MAX_POOLED: usize = 4 << 20;
+/// Larger reads are not pooled: a cycle reads at most 1 MiB at a time
+/// ([`crate::cycle::MAX_BLOCK`]), and rounding larger reads up to a class would cost up
+/// to twice their bytes.
+pub const MAX_POOLED: usize = 1 << 20;
 
 const CLASSES: usize = (MAX_POOLED.trailing_zeros() - MIN_POOLED.trailing_zeros() + 1) as usize;
 
@@ -142,9 +144,9 @@ mod tests {
     #[test]
     fn a_dropped_buffer_is_reused_with_its_pages() {
         static P: Pool = Pool::new(64 << 20);
-        let len = 3 << 20;
+        let len = 768 << 10;
         let mut buf = P.take(len);
-        assert_eq!(buf.capacity(), 4 << 20, "a buffer has its class's full size");
+        assert_eq!(buf.capacity(), 1 << 20, "a buffer has its class's full size");
         buf.extend(std::iter::repeat_n(7u8, len));
         let first = buf.as_ptr();
         let bytes = P.into_bytes(buf);
@@ -153,7 +155,7 @@ mod tests {
         assert_eq!(P.kept_bytes(), 0, "a buffer comes back only when its last clone goes");
         assert!(clone.len() == len && clone.iter().all(|&b| b == 7));
         drop(clone);
-        assert_eq!(P.kept_bytes(), 4 << 20);
+        assert_eq!(P.kept_bytes(), 1 << 20);
         let again = P.take(len);
         assert_eq!(again.as_ptr(), first, "the same memory comes back");
         assert!(again.is_empty(), "a reused buffer holds no stale length");
@@ -178,9 +180,9 @@ mod tests {
 
     #[test]
     fn the_pool_keeps_at_most_its_cap() {
-        static P: Pool = Pool::new(8 << 20);
-        let bufs: Vec<_> = (0..6).map(|_| P.take(2 << 20)).collect();
+        static P: Pool = Pool::new(4 << 20);
+        let bufs: Vec<_> = (0..6).map(|_| P.take(1 << 20)).collect();
         drop(bufs.into_iter().map(|b| P.into_bytes(b)).collect::<Vec<_>>());
-        assert_eq!(P.kept_bytes(), 8 << 20, "four 2 MiB buffers fill an 8 MiB pool; the rest are freed");
+        assert_eq!(P.kept_bytes(), 4 << 20, "four 1 MiB buffers fill a 4 MiB pool; the rest are freed");
     }
 }

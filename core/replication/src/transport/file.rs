@@ -168,14 +168,14 @@ fn digest_in_place(file: &File, offset: u64, len: u64, hasher: &crate::hash::Blo
     // Mapping costs a few syscalls and page-table work per call, which only pays off over
     // large ranges; small ones (sparse disks' scattered extents) are read.
     if len < MIN_MAP || !fits || !offset.is_multiple_of(PAGE) {
-        let data = if fits { read_pooled(file, offset, len as usize)? } else {
+        let data = if fits { read_exact_uninit(file, offset, len as usize)? } else {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "range past the end of the file"));
         };
         return Ok(hasher.digest_blocks(&data).collect());
     }
     match Mapping::new(file, offset, len as usize) {
         Some(mapped) => Ok(hasher.digest_blocks(mapped.as_ref()).collect()),
-        None => Ok(hasher.digest_blocks(&read_pooled(file, offset, len as usize)?).collect()),
+        None => Ok(hasher.digest_blocks(&read_exact_uninit(file, offset, len as usize)?).collect()),
     }
 }
 

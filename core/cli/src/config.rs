@@ -55,7 +55,8 @@ pub struct ReplicationConfig {
     /// Bandwidth limit for cycles in megabits per second (decimal); 0 or absent means
     /// unlimited.
     pub bandwidth_mbps: Option<u64>,
-    /// Compression of cycles on the wire: `zstd-1` (default), `zstd-N`, `lz4` or `none`.
+    /// Compression of cycles on the wire: `auto` (default: raw to a master target on this
+    /// host with no bandwidth limit, zstd-1 otherwise), `zstd-N`, `lz4` or `none`.
     pub codec: Option<String>,
 }
 
@@ -297,7 +298,7 @@ fn validate(config: &Config) -> anyhow::Result<()> {
             problems.push(format!("sites.{name}.role must be \"on-prem\" or \"azure\", not `{}`", site.role));
         }
     }
-    if let Some(Err(e)) = config.replication.codec.as_deref().map(str::parse::<homeward_pipeline::Codec>) {
+    if let Some(Err(e)) = config.replication.codec.as_deref().map(str::parse::<homeward_pipeline::CodecChoice>) {
         problems.push(format!("replication.codec: {e}"));
     }
     if problems.is_empty() { Ok(()) } else { bail!("invalid config:\n  {}", problems.join("\n  ")) }

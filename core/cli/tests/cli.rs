@@ -126,7 +126,7 @@ fn an_unknown_wire_codec_is_refused_with_the_choices() {
     let config = template_config(dir.path(), "[replication]\ncodec = \"gzip\"\nbandwidth_mbps = 100\n");
     let out = homeward(&["--config", config.to_str().unwrap(), "config", "check"], &[]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("replication.codec: unknown codec \"gzip\": use none, lz4, zstd or zstd-N"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("replication.codec: unknown codec \"gzip\": use auto, none, lz4, zstd or zstd-N"), "{}", stderr(&out));
     let config = template_config(dir.path(), "[replication]\ncodec = \"lz4\"\nbandwidth_mbps = 100\n");
     let out = homeward(&["--config", config.to_str().unwrap(), "config", "check"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));

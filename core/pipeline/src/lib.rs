@@ -25,6 +25,6 @@ pub mod replicate;
 pub mod store;
 
 pub use error::PipelineError;
-/// The wire codec, as `[replication] codec` names it.
-pub use homeward_replication::compress::Codec;
+/// The wire codec, and the choice `[replication] codec` names (`auto` by default).
+pub use homeward_replication::compress::{Codec, CodecChoice};
 pub use pipeline::{JobProgress, Pipeline, SiteHandle, SiteRole};

@@ -94,7 +94,7 @@ pub struct Pipeline {
     pub(crate) progress: Option<ProgressSink>,
     pub(crate) forward_policy: Policy,
     pub(crate) bandwidth_limit: Option<u64>,
-    pub(crate) codec: homeward_replication::compress::Codec,
+    pub(crate) codec: homeward_replication::compress::CodecChoice,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -131,7 +131,7 @@ impl Pipeline {
             progress: None,
             forward_policy,
             bandwidth_limit: None,
-            codec: homeward_replication::compress::Codec::default(),
+            codec: homeward_replication::compress::CodecChoice::default(),
         })
     }
 
@@ -141,8 +141,8 @@ impl Pipeline {
         self
     }
 
-    /// Compresses cycles on the wire with `codec`.
-    pub fn with_codec(mut self, codec: homeward_replication::compress::Codec) -> Self {
+    /// Compresses cycles on the wire as `codec` chooses.
+    pub fn with_codec(mut self, codec: homeward_replication::compress::CodecChoice) -> Self {
         self.codec = codec;
         self
     }

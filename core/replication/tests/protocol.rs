@@ -20,6 +20,7 @@ use homeward_replication::{
     transport::{MemoryTransport, Transport, TransportFuture},
     cycle::MasterTarget,
     journal::{DiskSet, Journal, RecoveryPoint},
+    compress::{Codec, CodecChoice},
     wire::{LoopbackMasterTarget, MasterTargetConfig, MasterTargetServer, Message, ProcessServerSession, SessionOptions, VERSION, Welcome, read_frame, write_frame},
 };
 use tokio::{io::AsyncWriteExt, net::TcpListener};
@@ -72,6 +73,25 @@ fn futures_block_on<T>(f: TransportFuture<'_, T>) -> Result<T, TransportError> {
 }
 
 #[tokio::test]
+async fn auto_sends_raw_over_loopback_and_compresses_under_a_bandwidth_limit() {
+    let served = serve(1).await;
+    let src = source(1 << 20, 3);
+    let changes = [DiskChanges { disk: 0, source: src.clone(), changed: vec![Extent::new(0, 300_000)] }];
+    let mut s = ProcessServerSession::connect(&served.addr, "g", &[(0, 1 << 20)], SessionOptions::default()).await.unwrap();
+    assert_eq!(s.codec(), Codec::None);
+    let raw = s.cycle(&changes, 10, Consistency::Crash, None).await.unwrap();
+    assert_eq!(raw.bytes_sent, raw.bytes_changed, "the loopback carries raw blocks");
+    s.close().await.unwrap();
+    let limited = SessionOptions { bandwidth: Some(1 << 30), ..SessionOptions::default() };
+    let mut s = ProcessServerSession::connect(&served.addr, "g", &[(0, 1 << 20)], limited).await.unwrap();
+    assert_eq!(s.codec(), Codec::Zstd(1));
+    let packed = s.cycle(&changes, 11, Consistency::Crash, None).await.unwrap();
+    assert!(packed.bytes_sent < packed.bytes_changed, "a limited link gets compressed blocks");
+    assert_eq!(packed.point.seq, raw.point.seq + 1);
+    s.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_different_protocol_version_is_refused_naming_both() {
     let served = serve(1).await;
     let mut stream = tokio::net::TcpStream::connect(&served.addr).await.unwrap();
@@ -79,7 +99,7 @@ async fn a_different_protocol_version_is_refused_naming_both() {
     write_frame(&mut stream, 1, &serde_json::to_vec(&hello).unwrap()).await.unwrap();
     stream.flush().await.unwrap();
     let frame = read_frame(&mut stream).await.unwrap();
-    match Message::decode(frame.kind, &frame.payload).unwrap() {
+    match Message::decode(frame.kind, frame.payload).unwrap() {
         Message::Refuse { reason } => assert!(reason.contains("v99") && reason.contains(&format!("v{VERSION}")), "{reason}"),
         other => panic!("expected Refuse, got {other:?}"),
     }
@@ -109,13 +129,14 @@ async fn a_damaged_frame_aborts_the_cycle_and_the_next_session_resends_it() {
     bad[last] ^= 0xff;
     stream.write_all(&bad).await.unwrap();
     let answer = read_frame(&mut stream).await.unwrap();
-    match Message::decode(answer.kind, &answer.payload).unwrap() {
+    match Message::decode(answer.kind, answer.payload).unwrap() {
         Message::Error { message } => assert!(message.contains("checksum"), "{message}"),
         other => panic!("expected Error, got {other:?}"),
     }
     drop(stream);
     // The aborted cycle left nothing behind: cycle 1 is still next and goes through whole.
-    let mut s = ProcessServerSession::connect(&served.addr, "g", &[(0, 1 << 20)], SessionOptions::default()).await.unwrap();
+    let zstd = SessionOptions { codec: CodecChoice::Fixed(Codec::Zstd(1)), ..SessionOptions::default() };
+    let mut s = ProcessServerSession::connect(&served.addr, "g", &[(0, 1 << 20)], zstd).await.unwrap();
     assert_eq!(s.next_cycle(), 1);
     let changes = [DiskChanges { disk: 0, source: src.clone(), changed: vec![Extent::new(0, 300_000)] }];
     let (progress, watch) = homeward_replication::progress::ProgressReporter::new(300_000, 1);
@@ -175,7 +196,7 @@ async fn a_sender_failing_mid_cycle_ends_the_loopback_session_and_the_cycle_is_c
     replica.write_at(0, before.clone()).await.unwrap();
     let journal_dir = dir.path().join("j");
     let server = LoopbackMasterTarget::start(opened_target(&journal_dir, &replica)).await.unwrap();
-    let options = SessionOptions { codec: homeward_replication::compress::Codec::None, ..SessionOptions::default() };
+    let options = SessionOptions { codec: CodecChoice::Fixed(Codec::None), ..SessionOptions::default() };
     let mut session = server.connect("g", &[(0, SIZE)], options).await.unwrap();
     // Reads fail after 80 MiB: more than two journal batches have been written to the
     // replica by then.

@@ -242,7 +242,7 @@ pub async fn open(loaded: &LoadedConfig, out: Output) -> anyhow::Result<Pipeline
     let data_dir = loaded.data_dir()?;
     let bandwidth = loaded.config.replication.bandwidth_mbps.map(|m| m.saturating_mul(1_000_000) / 8);
     // Checked when the config was loaded.
-    let codec = loaded.config.replication.codec.as_deref().map_or(Ok(homeward_pipeline::Codec::default()), str::parse).map_err(anyhow::Error::msg)?;
+    let codec = loaded.config.replication.codec.as_deref().map_or(Ok(homeward_pipeline::CodecChoice::default()), str::parse).map_err(anyhow::Error::msg)?;
     let pipeline = Pipeline::open(&data_dir, sites)?.with_progress(progress_printer(out)).with_bandwidth_limit(bandwidth).with_codec(codec);
     scheduled_backup(loaded, pipeline.store())?;
     let resumed = pipeline.resume_jobs().await;

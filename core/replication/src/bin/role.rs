@@ -7,7 +7,7 @@
 //!     [--segment-bytes N]
 //! homeward-replication-role process-server --connect ADDR --group NAME --disk ID=PATH...
 //!     (--sync | --changes FILE --cycle SEQ) [--app-consistent] [--bwlimit BYTES_PER_SEC]
-//!     [--codec zstd|zstd-N|lz4|none] [--time-ms MS]
+//!     [--codec auto|zstd|zstd-N|lz4|none] [--time-ms MS]
 //! ```
 //! The master target prints `LISTENING <addr>` once it accepts sessions. The process
 //! server prints one JSON line describing what it did. `--changes` names a JSON file of
@@ -27,7 +27,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use homeward_replication::{
-    compress::Codec,
+    compress::CodecChoice,
     cycle::{DiskChanges, now_ms},
     extent::Extent,
     journal::{Consistency, FaultHook, FaultSite, JournalConfig},
@@ -108,8 +108,8 @@ fn parse_changes(path: &str) -> anyhow::Result<BTreeMap<u32, Vec<Extent>>> {
 
 async fn process_server(args: Args) -> anyhow::Result<()> {
     let codec = match args.value("--codec") {
-        None => Codec::default(),
-        Some(name) => name.parse::<Codec>().map_err(|e| anyhow::anyhow!("--codec: {e}"))?,
+        None => CodecChoice::default(),
+        Some(name) => name.parse::<CodecChoice>().map_err(|e| anyhow::anyhow!("--codec: {e}"))?,
     };
     let options = SessionOptions {
         bandwidth: args.value("--bwlimit").map(|s| s.parse()).transpose()?,

@@ -11,12 +11,12 @@ use tokio::{
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{
-    frame::{FrameError, read_frame, write_frame},
+    frame::{FrameError, read_frame, write_frame_parts},
     limit::BandwidthLimiter,
     message::{DiskDecl, Hello, Message, PROTOCOL, VERSION, Welcome},
 };
 use crate::{
-    compress::Codec,
+    compress::{Codec, CodecChoice},
     cycle::{CycleReport, CycleSink, DiskChanges, WireBlock, now_ms, send_cycle},
     error::{ReplicationError, WireError},
     extent::Extent,
@@ -35,13 +35,13 @@ pub struct SessionOptions {
     pub window: u32,
     /// Bandwidth limit in bytes per second, if any.
     pub bandwidth: Option<u64>,
-    /// Compression codec.
-    pub codec: Codec,
+    /// Compression codec, resolved against the peer's address at connect time.
+    pub codec: CodecChoice,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        Self { window: 64, bandwidth: None, codec: Codec::default() }
+        Self { window: 64, bandwidth: None, codec: CodecChoice::default() }
     }
 }
 
@@ -80,6 +80,9 @@ impl ProcessServerSession {
     pub async fn connect(addr: &str, group: &str, disks: &[(u32, u64)], options: SessionOptions) -> Result<Self, WireError> {
         let stream = TcpStream::connect(addr).await.map_err(|source| WireError::Io { peer: addr.to_string(), source })?;
         let _ = stream.set_nodelay(true);
+        let local = stream.peer_addr().is_ok_and(|a| a.ip().is_loopback());
+        let codec = options.codec.resolve(local, options.bandwidth.is_some());
+        info!(peer = addr, %codec, "wire codec");
         let (r, w) = stream.into_split();
         let hello = Hello {
             protocol: PROTOCOL.into(),
@@ -94,7 +97,7 @@ impl ProcessServerSession {
             welcome: Welcome { version: 0, next_cycle: 0, newest_point: None, disks: Vec::new(), ack_every: 1, notes: Vec::new() },
             window: options.window as u64,
             limiter: options.bandwidth.map(BandwidthLimiter::new),
-            codec: options.codec,
+            codec,
             sent: 0,
             acked: 0,
             open: None,
@@ -119,18 +122,23 @@ impl ProcessServerSession {
         &self.welcome
     }
 
+    /// The codec this session's cycles use.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
     /// The cycle the master target expects next.
     pub fn next_cycle(&self) -> u64 {
         self.welcome.next_cycle
     }
 
     async fn send(&mut self, m: &Message) -> Result<(), WireError> {
-        let (kind, payload) = m.encode();
+        let (kind, head, bulk) = m.encode_parts();
         if let Some(l) = self.limiter.as_mut() {
-            l.consume(payload.len() as u64 + 9).await;
+            l.consume((head.len() + bulk.len()) as u64 + 9).await;
         }
         let peer = self.peer.clone();
-        write_frame(&mut self.writer, kind, &payload).await.map_err(|source| WireError::Io { peer, source })
+        write_frame_parts(&mut self.writer, kind, &[&head, bulk]).await.map_err(|source| WireError::Io { peer, source })
     }
 
     async fn recv(&mut self) -> Result<Message, WireError> {
@@ -140,7 +148,7 @@ impl ProcessServerSession {
             FrameError::Io(source) => WireError::Io { peer: peer.clone(), source },
             FrameError::Bad(reason) => WireError::BadFrame { peer: peer.clone(), reason },
         })?;
-        let msg = Message::decode(frame.kind, &frame.payload).map_err(|reason| WireError::BadFrame { peer: peer.clone(), reason })?;
+        let msg = Message::decode(frame.kind, frame.payload).map_err(|reason| WireError::BadFrame { peer: peer.clone(), reason })?;
         match msg {
             Message::Error { message } => Err(WireError::Remote { peer, message }),
             m => Ok(m),

@@ -147,6 +147,28 @@ struct BeginJson {
 impl Message {
     /// Encodes to a frame kind and payload.
     pub fn encode(&self) -> (u8, Vec<u8>) {
+        let (kind, mut head, tail) = self.encode_parts();
+        head.extend_from_slice(tail);
+        (kind, head)
+    }
+
+    /// Encodes to a frame kind and a payload in two parts: a head, and the bulk a block
+    /// carries (empty for every other message), which is not copied.
+    pub fn encode_parts(&self) -> (u8, Vec<u8>, &[u8]) {
+        if let Message::Block(b) = self {
+            let mut head = Vec::with_capacity(18);
+            head.extend_from_slice(&b.disk.to_le_bytes());
+            head.extend_from_slice(&b.offset.to_le_bytes());
+            head.extend_from_slice(&b.len.to_le_bytes());
+            head.push(b.codec);
+            head.push(u8::from(b.zero));
+            return (5, head, &b.payload);
+        }
+        let (kind, payload) = self.encode_control();
+        (kind, payload, &[])
+    }
+
+    fn encode_control(&self) -> (u8, Vec<u8>) {
         let json = |v: serde_json::Value| serde_json::to_vec(&v).expect("JSON encodes");
         match self {
             Message::Hello(h) => (1, serde_json::to_vec(h).expect("JSON encodes")),
@@ -155,16 +177,7 @@ impl Message {
             Message::Begin { seq, time_ms, consistency } => {
                 (4, serde_json::to_vec(&BeginJson { seq: *seq, time_ms: *time_ms, consistency: *consistency }).expect("JSON encodes"))
             }
-            Message::Block(b) => {
-                let mut out = Vec::with_capacity(18 + b.payload.len());
-                out.extend_from_slice(&b.disk.to_le_bytes());
-                out.extend_from_slice(&b.offset.to_le_bytes());
-                out.extend_from_slice(&b.len.to_le_bytes());
-                out.push(b.codec);
-                out.push(u8::from(b.zero));
-                out.extend_from_slice(&b.payload);
-                (5, out)
-            }
+            Message::Block(_) => unreachable!("blocks are encoded in parts"),
             Message::End { seq, blocks } => (6, json(serde_json::json!({ "seq": seq, "blocks": blocks }))),
             Message::Ack { blocks } => (7, json(serde_json::json!({ "blocks": blocks }))),
             Message::Applied { point } => (8, serde_json::to_vec(point).expect("JSON encodes")),
@@ -184,8 +197,10 @@ impl Message {
         }
     }
 
-    /// Decodes a frame.
-    pub fn decode(kind: u8, payload: &[u8]) -> Result<Message, String> {
+    /// Decodes a frame. A block's bytes stay in `payload`'s buffer.
+    pub fn decode(kind: u8, payload: Bytes) -> Result<Message, String> {
+        let bulk = payload.clone();
+        let payload = &payload[..];
         fn js<T: for<'de> Deserialize<'de>>(p: &[u8]) -> Result<T, String> {
             serde_json::from_slice(p).map_err(|e| format!("bad JSON payload: {e}"))
         }
@@ -213,7 +228,7 @@ impl Message {
                     len,
                     codec: payload[16],
                     zero: payload[17] != 0,
-                    payload: Bytes::copy_from_slice(&payload[18..]),
+                    payload: bulk.slice(18..),
                 })
             }
             6 => {
@@ -277,9 +292,9 @@ mod tests {
         ];
         for m in msgs {
             let (kind, payload) = m.encode();
-            assert_eq!(Message::decode(kind, &payload).unwrap(), m);
+            assert_eq!(Message::decode(kind, payload.into()).unwrap(), m);
         }
-        assert!(Message::decode(99, &[]).is_err());
-        assert!(Message::decode(5, &[0; 3]).is_err());
+        assert!(Message::decode(99, Bytes::new()).is_err());
+        assert!(Message::decode(5, Bytes::from_static(&[0; 3])).is_err());
     }
 }

@@ -15,7 +15,7 @@ mod message;
 mod server;
 
 pub use client::{ProcessServerSession, SessionOptions, SyncReport};
-pub use frame::{Frame, FrameError, MAX_FRAME, read_frame, write_frame};
+pub use frame::{Frame, FrameError, MAX_FRAME, read_frame, write_frame, write_frame_parts};
 pub use limit::BandwidthLimiter;
 pub use loopback::LoopbackMasterTarget;
 pub use message::{DiskDecl, DiskState, Hello, Message, PROTOCOL, VERSION, Welcome};

@@ -10,7 +10,7 @@ use tokio::{
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{
-    frame::{FrameError, read_frame, write_frame},
+    frame::{FrameError, read_frame, write_frame_parts},
     message::{DiskState, Hello, Message, PROTOCOL, VERSION, Welcome},
 };
 use crate::{
@@ -64,9 +64,9 @@ struct Conn {
 
 impl Conn {
     async fn send(&mut self, m: &Message) -> Result<(), WireError> {
-        let (kind, payload) = m.encode();
+        let (kind, head, bulk) = m.encode_parts();
         let peer = self.peer.clone();
-        write_frame(&mut self.writer, kind, &payload).await.map_err(|source| WireError::Io { peer, source })
+        write_frame_parts(&mut self.writer, kind, &[&head, bulk]).await.map_err(|source| WireError::Io { peer, source })
     }
 
     async fn flush(&mut self) -> Result<(), WireError> {
@@ -78,7 +78,7 @@ impl Conn {
     async fn recv(&mut self) -> Result<Option<Message>, WireError> {
         self.flush().await?;
         match read_frame(&mut self.reader).await {
-            Ok(f) => Message::decode(f.kind, &f.payload).map(Some).map_err(|reason| WireError::BadFrame { peer: self.peer.clone(), reason }),
+            Ok(f) => Message::decode(f.kind, f.payload).map(Some).map_err(|reason| WireError::BadFrame { peer: self.peer.clone(), reason }),
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(FrameError::Io(source)) => Err(WireError::Io { peer: self.peer.clone(), source }),
             Err(FrameError::Bad(reason)) => Err(WireError::BadFrame { peer: self.peer.clone(), reason }),

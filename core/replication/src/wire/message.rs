@@ -198,9 +198,8 @@ impl Message {
     }
 
     /// Decodes a frame. A block's bytes stay in `payload`'s buffer.
-    pub fn decode(kind: u8, payload: Bytes) -> Result<Message, String> {
-        let bulk = payload.clone();
-        let payload = &payload[..];
+    pub fn decode(kind: u8, frame: Bytes) -> Result<Message, String> {
+        let payload = &frame[..];
         fn js<T: for<'de> Deserialize<'de>>(p: &[u8]) -> Result<T, String> {
             serde_json::from_slice(p).map_err(|e| format!("bad JSON payload: {e}"))
         }
@@ -228,7 +227,7 @@ impl Message {
                     len,
                     codec: payload[16],
                     zero: payload[17] != 0,
-                    payload: bulk.slice(18..),
+                    payload: frame.slice(18..),
                 })
             }
             6 => {

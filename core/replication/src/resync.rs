@@ -1,7 +1,6 @@
 //! Initial sync and resync without change ids: hash both sides, send only differing
 //! blocks, then verify with a hash tree.
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -68,16 +67,84 @@ pub(crate) fn runs(blocks: &[u64], max: u64) -> Vec<(u64, u64)> {
     out
 }
 
-/// Copies `[offset, offset + len)` from `source` to `target`; zeros are written as
-/// [`Transport::write_zeroes`], which keeps a sparse target sparse.
-async fn copy_range(source: &dyn Transport, target: &dyn Transport, offset: u64, len: u64) -> Result<(), TransportError> {
+/// A run this long or longer is read on its own as a view ([`Transport::read_view`]: a
+/// file maps it instead of copying it); shorter runs are read together in one batch.
+const VIEW_RUN: u64 = 1 << 20;
+
+/// Copies the `(offset, len)` ranges, which do not overlap, from `source` to `target`;
+/// returns the bytes copied. Short ranges are read in one batch and written in one batch,
+/// so that many scattered blocks cost a couple of trips to the blocking pool rather than
+/// two each. Zeros are written as [`Transport::write_zeroes`], which keeps a sparse
+/// target sparse.
+async fn copy_ranges(source: &dyn Transport, target: &dyn Transport, ranges: Vec<(u64, u64)>) -> Result<u64, TransportError> {
+    let total = ranges.iter().map(|r| r.1).sum();
+    let (long, short): (Vec<_>, Vec<_>) = ranges.into_iter().partition(|r| r.1 >= VIEW_RUN);
+    let batched = async {
+        if short.is_empty() {
+            return Ok(Vec::new());
+        }
+        let data = source.read_many(short.iter().map(|&(offset, len)| (offset, len as usize)).collect()).await?;
+        Ok::<_, TransportError>(short.iter().map(|r| r.0).zip(data).collect::<Vec<_>>())
+    };
     // Used at once: a view of the source saves a copy where the transport can give one.
-    let data: Bytes = source.read_view(offset, len as usize).await?;
-    if is_zero(&data) {
-        target.write_zeroes(offset, len).await
-    } else {
-        target.write_at(offset, data).await
+    let viewed = futures::future::try_join_all(long.iter().map(|&(offset, len)| async move {
+        Ok::<_, TransportError>((offset, source.read_view(offset, len as usize).await?))
+    }));
+    let (batched, viewed) = futures::try_join!(batched, viewed)?;
+    let (zeros, writes): (Vec<_>, Vec<_>) = batched.into_iter().chain(viewed).partition(|(_, data)| is_zero(data));
+    let zeroed = futures::future::try_join_all(zeros.iter().map(|(offset, data)| target.write_zeroes(*offset, data.len() as u64)));
+    let written = async {
+        if writes.is_empty() { Ok(()) } else { target.write_many(writes).await }
+    };
+    futures::try_join!(zeroed, written)?;
+    Ok(total)
+}
+
+/// The `(offset, len)` byte ranges of runs of blocks, the last one cut at `end`.
+fn run_ranges(runs: &[(u64, u64)], block: u64, end: u64) -> Vec<(u64, u64)> {
+    runs.iter().map(|&(first, n)| (first * block, (n * block).min(end - first * block))).collect()
+}
+
+/// Cuts `ranges` into batches of about a hash read's worth of bytes each (a longer range
+/// is a batch of its own).
+fn batches(ranges: Vec<(u64, u64)>) -> Vec<Vec<(u64, u64)>> {
+    let mut out: Vec<Vec<(u64, u64)>> = Vec::new();
+    let mut bytes = 0;
+    for r in ranges {
+        match out.last_mut() {
+            Some(batch) if bytes + r.1 <= HASH_READ => batch.push(r),
+            _ => {
+                out.push(vec![r]);
+                bytes = 0;
+            }
+        }
+        bytes += r.1;
     }
+    out
+}
+
+/// The block digests of each `(offset, len)` range of `disk`, keyed by its offset. Long
+/// ranges are hashed where they lie ([`Transport::block_digests_at`]); short ones are
+/// read in one batch and hashed together on the blocking pool.
+async fn digest_ranges(disk: &dyn Transport, hasher: &BlockHasher, ranges: Vec<(u64, u64)>) -> Result<Vec<(u64, Vec<Digest>)>, TransportError> {
+    let (long, short): (Vec<_>, Vec<_>) = ranges.into_iter().partition(|r| r.1 >= VIEW_RUN);
+    let in_place = futures::future::try_join_all(long.iter().map(|&(offset, len)| async move {
+        Ok::<_, TransportError>((offset, disk.block_digests_at(offset, len, hasher).await?))
+    }));
+    let batched = async {
+        if short.is_empty() {
+            return Ok(Vec::new());
+        }
+        let data = disk.read_many(short.iter().map(|&(offset, len)| (offset, len as usize)).collect()).await?;
+        let hasher = hasher.clone();
+        let offsets: Vec<u64> = short.iter().map(|r| r.0).collect();
+        tokio::task::spawn_blocking(move || offsets.into_iter().zip(data).map(|(offset, d)| (offset, hasher.digest_blocks(&d).collect())).collect())
+            .await
+            .map_err(|e| TransportError::Invalid { target: disk.describe(), message: format!("hashing task failed: {e}") })
+    };
+    let (mut hashed, batched) = futures::try_join!(in_place, batched)?;
+    hashed.extend(batched);
+    Ok(hashed)
 }
 
 /// Copies the given blocks from `source` to `target` and flushes; returns bytes written.
@@ -88,14 +155,10 @@ async fn send_blocks(
     block: u64,
     size: u64,
 ) -> Result<u64, TransportError> {
-    let per_write = (1 << 20) / block.max(1);
-    let sent = futures::stream::iter(runs(blocks, per_write.max(1)))
-        .map(|(first, n)| async move {
-            let offset = first * block;
-            let len = (n * block).min(size - offset);
-            copy_range(source, target, offset, len).await?;
-            Ok::<_, TransportError>(len)
-        })
+    let per_write = (VIEW_RUN / block.max(1)).max(1);
+    let ranges = run_ranges(&runs(blocks, per_write), block, size);
+    let sent = futures::stream::iter(batches(ranges))
+        .map(|batch| copy_ranges(source, target, batch))
         .buffer_unordered(4)
         .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
         .await?;
@@ -134,17 +197,9 @@ async fn compare_and_send(
                 futures::try_join!(source.block_digests_at(c.offset, c.len, hasher), target.block_digests_at(c.offset, c.len, hasher))?;
             let first = c.offset / block;
             let bad: Vec<u64> = (0..s_digests.len()).filter(|i| s_digests[*i] != d_digests[*i]).map(|i| first + i as u64).collect();
-            // The chunk's differing runs are copied side by side, so one run's write does
-            // not wait for the previous run's read.
-            let written = futures::future::try_join_all(runs(&bad, u64::MAX).into_iter().map(|(run_first, n)| async move {
-                let offset = run_first * block;
-                let len = (n * block).min(c.end() - offset);
-                copy_range(source, target, offset, len).await?;
-                Ok::<_, TransportError>(len)
-            }))
-            .await?
-            .into_iter()
-            .sum::<u64>();
+            // The chunk's differing runs are copied together: one batched read, one
+            // batched write.
+            let written = copy_ranges(source, target, run_ranges(&runs(&bad, u64::MAX), block, c.end())).await?;
             Ok::<_, TransportError>((c, s_digests, d_digests, bad, written))
         })
         .buffer_unordered(HASH_IN_FLIGHT);
@@ -193,16 +248,15 @@ pub async fn resync(
         if options.full_verify {
             dst = block_digests(target, &hasher, None).await?;
         } else {
-            let hasher = &hasher;
-            let mut rehashed = futures::stream::iter(runs(&differing, 16))
-                .map(|(first, n)| async move {
-                    let offset = first * block;
-                    let len = (n * block).min(size - offset);
-                    Ok::<_, TransportError>((first, target.block_digests_at(offset, len, hasher).await?))
-                })
-                .buffer_unordered(HASH_IN_FLIGHT * 2);
-            while let Some((first, digests)) = rehashed.try_next().await? {
-                dst[first as usize..first as usize + digests.len()].copy_from_slice(&digests);
+            let rehash = batches(run_ranges(&runs(&differing, (HASH_READ / block).max(1)), block, size));
+            let mut rehashed = futures::stream::iter(rehash)
+                .map(|batch| digest_ranges(target, &hasher, batch))
+                .buffer_unordered(HASH_IN_FLIGHT);
+            while let Some(hashed) = rehashed.try_next().await? {
+                for (offset, digests) in hashed {
+                    let first = (offset / block) as usize;
+                    dst[first..first + digests.len()].copy_from_slice(&digests);
+                }
             }
         }
         let mut verified = Verified::Identical;
@@ -210,15 +264,13 @@ pub async fn resync(
         if !mismatch.is_empty() {
             warn!(blocks = mismatch.len(), "verification found differing blocks; sending them again");
             bytes_sent += send_blocks(source, target, &mismatch, block, size).await?;
-            let mut still = 0u64;
-            for (first, n) in runs(&mismatch, 16) {
-                let offset = first * block;
-                let len = (n * block).min(size - offset);
-                let data = target.read_at(offset, len as usize).await?;
-                for (i, d) in hasher.digest_blocks(&data).enumerate() {
-                    still += u64::from(d != source_tree.leaves()[first as usize + i]);
-                }
-            }
+            let rehashed = digest_ranges(target, &hasher, run_ranges(&runs(&mismatch, 16), block, size)).await?;
+            let leaves = source_tree.leaves();
+            let still = rehashed
+                .iter()
+                .flat_map(|(offset, digests)| digests.iter().enumerate().map(move |(i, d)| (offset / block + i as u64, d)))
+                .filter(|(b, d)| **d != leaves[*b as usize])
+                .count() as u64;
             if still > 0 {
                 return Err(ReplicationError::VerifyFailed { disk: target.describe(), blocks: still });
             }
@@ -239,6 +291,8 @@ pub async fn resync(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+
     use crate::transport::MemoryTransport;
 
     #[test]
@@ -266,6 +320,39 @@ mod tests {
         assert_eq!(src.contents(), dst.contents());
         let again = resync(&src, &dst, opts, None).await.unwrap();
         assert_eq!((again.blocks_sent, again.bytes_sent), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn scattered_long_and_zeroed_differences_on_files_all_land() {
+        use crate::transport::FileTransport;
+        let dir = tempfile::tempdir().unwrap();
+        let block = DEFAULT_BLOCK;
+        let size = 32 * (1 << 20) + 12_345;
+        let src = FileTransport::create(dir.path().join("src.img"), size).unwrap();
+        let dst = FileTransport::create(dir.path().join("dst.img"), size).unwrap();
+        let filled = |seed: u8, len: u64| Bytes::from((0..len).map(|i| seed.wrapping_add((i % 251) as u8) | 1).collect::<Vec<u8>>());
+        // Both sides hold the same data in the first 24 MiB and the short tail.
+        for (offset, len) in [(0u64, 24u64 << 20), (size - 12_345, 12_345)] {
+            src.write_at(offset, filled(1, len)).await.unwrap();
+            dst.write_at(offset, filled(1, len)).await.unwrap();
+        }
+        // Differences: scattered single blocks, a 2 MiB run (read as a view), a run the
+        // source has as zeros (a hole on the target afterwards), and the short tail.
+        let scattered: Vec<u64> = (0..40u64).map(|i| i * 7 + 1).collect();
+        for b in &scattered {
+            src.write_at(b * block, filled(*b as u8, block)).await.unwrap();
+        }
+        src.write_at(20 << 20, filled(9, 2 << 20)).await.unwrap();
+        src.write_zeroes(23 << 20, 4 * block).await.unwrap();
+        src.write_at(size - 100, filled(3, 100)).await.unwrap();
+        let report = resync(&src, &dst, ResyncOptions { block, full_verify: true }, None).await.unwrap();
+        assert_eq!(report.verified, Verified::Identical);
+        assert_eq!(report.blocks_sent, scattered.len() as u64 + 32 + 4 + 1);
+        assert!(std::fs::read(src.path()).unwrap() == std::fs::read(dst.path()).unwrap(), "the target is the source's bytes");
+        let holes_kept = dst.allocated_extents().await.unwrap().iter().all(|e| e.end() <= 23 << 20 || e.offset >= (23 << 20) + 4 * block);
+        assert!(holes_kept, "the zeroed run was punched, not written");
+        let again = resync(&src, &dst, ResyncOptions::default(), None).await.unwrap();
+        assert_eq!((again.blocks_sent, again.verified), (0, Verified::Identical));
     }
 
     #[tokio::test]

@@ -331,11 +331,21 @@ impl Transport for FileTransport {
         })
     }
 
+    fn read_many(&self, ranges: Vec<(u64, usize)>) -> TransportFuture<'_, Vec<Bytes>> {
+        self.blocking(move |file, path| ranges.into_iter().map(|(offset, len)| read_or_range_error(file, path, offset, len)).collect())
+    }
+
     fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()> {
+        self.write_many(vec![(offset, data)])
+    }
+
+    fn write_many(&self, writes: Vec<(u64, Bytes)>) -> TransportFuture<'_, ()> {
         let writeback = self.writeback.clone();
         self.blocking(move |file, path| {
-            file.write_all_at(&data, offset).map_err(|e| io_err("write", path, e))?;
-            writeback.start(offset, data.len() as u64);
+            for (offset, data) in writes {
+                file.write_all_at(&data, offset).map_err(|e| io_err("write", path, e))?;
+                writeback.start(offset, data.len() as u64);
+            }
             Ok(())
         })
     }
@@ -417,6 +427,29 @@ mod tests {
             let err = disk.read_data_at(offset, len).await.unwrap_err();
             assert!(matches!(err, TransportError::Invalid { .. }), "{offset}+{len}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn batched_writes_land_and_batched_reads_return_them_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 4u64 << 20;
+        let disk = FileTransport::create(dir.path().join("d.img"), size).unwrap();
+        let writes: Vec<(u64, Bytes)> = [(0u64, 65536usize), (1 << 20, 4096), ((2 << 20) + 5, 70_000), (size - 10, 10)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(offset, len))| (offset, Bytes::from((0..len).map(|j| (i * 7 + j) as u8).collect::<Vec<u8>>())))
+            .collect();
+        disk.write_many(writes.clone()).await.unwrap();
+        disk.flush().await.unwrap();
+        let on_disk = std::fs::read(disk.path()).unwrap();
+        for (offset, data) in &writes {
+            assert!(on_disk[*offset as usize..*offset as usize + data.len()] == data[..], "write at {offset}");
+        }
+        let ranges: Vec<(u64, usize)> = writes.iter().rev().map(|(offset, data)| (*offset, data.len())).collect();
+        let read = disk.read_many(ranges).await.unwrap();
+        assert_eq!(read, writes.iter().rev().map(|(_, data)| data.clone()).collect::<Vec<_>>());
+        let err = disk.read_many(vec![(0, 10), (size - 5, 10)]).await.unwrap_err();
+        assert!(matches!(err, TransportError::Invalid { .. }), "{err}");
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod writeback;
 use std::{fmt::Debug, future::Future, pin::Pin};
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 
 pub use file::FileTransport;
 pub(crate) use file::{read_exact_uninit, start_writeback};
@@ -26,6 +27,11 @@ pub use page_blob::{PAGE_SIZE, MAX_PUT_PAGE, PageBlobTransport, PageRangeDiff};
 pub use window::Window;
 
 use crate::{error::TransportError, extent::Extent};
+
+/// Operations the default [`Transport::read_many`] and [`Transport::write_many`] keep in
+/// flight: enough to overlap a remote disk's latency without flooding its service with
+/// a batch's worth of requests at once.
+pub const MANY_AT_ONCE: usize = 8;
 
 /// The future every transport operation returns.
 pub type TransportFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, TransportError>> + Send + 'a>>;
@@ -65,8 +71,37 @@ pub trait Transport: Send + Sync + Debug {
         self.read_at(offset, len)
     }
 
+    /// Reads each `(offset, len)` range, returning their bytes in the same order; fails
+    /// with the first range that fails, as [`Transport::read_at`] would. Idempotent. A
+    /// caller with many small ranges uses this so that a transport can serve them in one
+    /// go (a file: one trip to the blocking pool instead of one per range). The default
+    /// reads them with [`Transport::read_at`], [`MANY_AT_ONCE`] at a time.
+    fn read_many(&self, ranges: Vec<(u64, usize)>) -> TransportFuture<'_, Vec<Bytes>> {
+        Box::pin(
+            futures::stream::iter(ranges)
+                .map(|(offset, len)| self.read_at(offset, len))
+                .buffered(MANY_AT_ONCE)
+                .try_collect(),
+        )
+    }
+
     /// Writes `data` at `offset`.
     fn write_at(&self, offset: u64, data: Bytes) -> TransportFuture<'_, ()>;
+
+    /// Writes each `(offset, data)`. The writes must not overlap: they may land in any
+    /// order. Fails with the first write that fails, after which any of the others may or
+    /// may not have landed, as with separate [`Transport::write_at`] calls. Idempotent,
+    /// like rewriting the same bytes. The default issues them with
+    /// [`Transport::write_at`], [`MANY_AT_ONCE`] at a time; a file writes them in one trip
+    /// to the blocking pool.
+    fn write_many(&self, writes: Vec<(u64, Bytes)>) -> TransportFuture<'_, ()> {
+        Box::pin(
+            futures::stream::iter(writes)
+                .map(|(offset, data)| self.write_at(offset, data))
+                .buffer_unordered(MANY_AT_ONCE)
+                .try_collect(),
+        )
+    }
 
     /// Makes `[offset, offset + len)` read as zeros, deallocating it where the backend can.
     fn write_zeroes(&self, offset: u64, len: u64) -> TransportFuture<'_, ()>;

@@ -46,7 +46,7 @@ impl Writeback {
     /// the thread cannot be started, the writeback is started inline instead.
     pub fn start(&self, offset: u64, len: u64) {
         let queue = self.queue.get_or_init(|| spawn(Arc::downgrade(&self.file)));
-        if !queue.as_ref().is_some_and(|q| q.send((offset, len)).is_ok()) {
+        if queue.as_ref().is_none_or(|q| q.send((offset, len)).is_err()) {
             super::start_writeback(&self.file, offset, len);
         }
     }

@@ -1,6 +1,7 @@
 //! Initial sync and resync without change ids: hash both sides, send only differing
 //! blocks, then verify with a hash tree.
 
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -71,6 +72,16 @@ pub(crate) fn runs(blocks: &[u64], max: u64) -> Vec<(u64, u64)> {
 /// file maps it instead of copying it); shorter runs are read together in one batch.
 const VIEW_RUN: u64 = 1 << 20;
 
+/// Reads the `(offset, len)` ranges with one [`Transport::read_many`], each paired with its
+/// offset; asks nothing of the transport when there are none.
+async fn read_batch(disk: &dyn Transport, ranges: &[(u64, u64)]) -> Result<Vec<(u64, Bytes)>, TransportError> {
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let data = disk.read_many(ranges.iter().map(|&(offset, len)| (offset, len as usize)).collect()).await?;
+    Ok(ranges.iter().map(|r| r.0).zip(data).collect())
+}
+
 /// Copies the `(offset, len)` ranges, which do not overlap, from `source` to `target`;
 /// returns the bytes copied. Short ranges are read in one batch and written in one batch,
 /// so that many scattered blocks cost a couple of trips to the blocking pool rather than
@@ -79,13 +90,7 @@ const VIEW_RUN: u64 = 1 << 20;
 async fn copy_ranges(source: &dyn Transport, target: &dyn Transport, ranges: Vec<(u64, u64)>) -> Result<u64, TransportError> {
     let total = ranges.iter().map(|r| r.1).sum();
     let (long, short): (Vec<_>, Vec<_>) = ranges.into_iter().partition(|r| r.1 >= VIEW_RUN);
-    let batched = async {
-        if short.is_empty() {
-            return Ok(Vec::new());
-        }
-        let data = source.read_many(short.iter().map(|&(offset, len)| (offset, len as usize)).collect()).await?;
-        Ok::<_, TransportError>(short.iter().map(|r| r.0).zip(data).collect::<Vec<_>>())
-    };
+    let batched = read_batch(source, &short);
     // Used at once: a view of the source saves a copy where the transport can give one.
     let viewed = futures::future::try_join_all(long.iter().map(|&(offset, len)| async move {
         Ok::<_, TransportError>((offset, source.read_view(offset, len as usize).await?))
@@ -132,13 +137,12 @@ async fn digest_ranges(disk: &dyn Transport, hasher: &BlockHasher, ranges: Vec<(
         Ok::<_, TransportError>((offset, disk.block_digests_at(offset, len, hasher).await?))
     }));
     let batched = async {
-        if short.is_empty() {
+        let read = read_batch(disk, &short).await?;
+        if read.is_empty() {
             return Ok(Vec::new());
         }
-        let data = disk.read_many(short.iter().map(|&(offset, len)| (offset, len as usize)).collect()).await?;
         let hasher = hasher.clone();
-        let offsets: Vec<u64> = short.iter().map(|r| r.0).collect();
-        tokio::task::spawn_blocking(move || offsets.into_iter().zip(data).map(|(offset, d)| (offset, hasher.digest_blocks(&d).collect())).collect())
+        tokio::task::spawn_blocking(move || read.into_iter().map(|(offset, d)| (offset, hasher.digest_blocks(&d).collect())).collect())
             .await
             .map_err(|e| TransportError::Invalid { target: disk.describe(), message: format!("hashing task failed: {e}") })
     };
@@ -291,8 +295,6 @@ pub async fn resync(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-
     use crate::transport::MemoryTransport;
 
     #[test]

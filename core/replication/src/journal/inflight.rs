@@ -1,6 +1,7 @@
-//! The open cycle's writes on their way to the replicas. Each write's undo read starts as
-//! it arrives. A full batch goes to a background task that appends the batch's undo
-//! records, syncs them, and only then writes the batch onto the replicas; the next batch
+//! The open cycle's writes on their way to the replicas. A full batch goes to a
+//! background task that reads what its writes will overwrite (one batched read per
+//! replica), appends the batch's undo records, syncs them, and only then writes the batch
+//! onto the replicas (one batched write per replica); the next batch
 //! is staged meanwhile, and its task appends as soon as the previous one's records are
 //! written, while those sync. A batch writes the replicas only once its own records and
 //! every earlier batch's are synced. Keeping all of this going while the next blocks
@@ -26,18 +27,18 @@ use super::{
     io,
     record::Record,
     scan::BlockRef,
-    write_block,
 };
 use crate::{
     error::{JournalError, TransportError},
-    transport::Transport,
+    transport::{Transport, TransportFuture},
 };
 
-/// Replica writes of a batch in flight at once: enough to keep the disk queue full.
-const APPLY_IN_FLIGHT: usize = 32;
+/// Replica writes of a batch in flight at once: one batched write per replica, and
+/// the zeroed ranges beside them.
+const APPLY_IN_FLIGHT: usize = 8;
 /// Batches handed to background tasks and not yet settled: one can be appending its undo
 /// while the one before it writes the replicas. Each holds up to a batch of new bytes.
-pub(crate) const BATCHES_IN_FLIGHT: usize = 2;
+pub(crate) const BATCHES_IN_FLIGHT: usize = 4;
 
 /// A set of areas that do not overlap each other, keyed by (disk, start) with their end.
 #[derive(Debug, Default)]
@@ -58,12 +59,10 @@ impl Areas {
     }
 }
 
-/// One write waiting for its batch, with the read of the bytes it will overwrite (`None`
-/// where they lie in a hole and were not read).
+/// One write waiting for its batch, and the replica it goes to.
 pub(crate) struct Staged {
     pub disk: Arc<dyn Transport>,
     pub write: BlockWrite,
-    pub undo: JoinHandle<Result<Option<Bytes>, TransportError>>,
 }
 
 /// Where and as what a batch task journals its undo records.
@@ -157,14 +156,11 @@ impl CycleWrites {
             .any(|l| l.areas.overlaps(w.disk, w.offset, w.len))
     }
 
-    /// Starts reading what `write` will overwrite and stages it.
+    /// Stages `write` for the next batch.
     pub fn stage(&mut self, disk: Arc<dyn Transport>, write: BlockWrite) {
-        let (reader, offset, len) = (disk.clone(), write.offset, write.len as usize);
-        let undo = tokio::spawn(async move { reader.read_data_at(offset, len).await });
-        self.staged_areas
-            .insert(write.disk, write.offset, write.len);
+        self.staged_areas.insert(write.disk, write.offset, write.len);
         self.staged_bytes += u64::from(write.len);
-        self.staged.push(Staged { disk, write, undo });
+        self.staged.push(Staged { disk, write });
     }
 
     /// Staged writes and bytes.
@@ -219,13 +215,11 @@ impl CycleWrites {
         self.launched.push_back(Launched { areas, task });
     }
 
-    /// Abandons the cycle's writes: stops the staged reads and waits for the launched
+    /// Abandons the cycle's writes: drops the staged ones and waits for the launched
     /// batches to stop touching the replicas, whatever their outcome, which it returns
     /// oldest first.
     pub async fn cancel(&mut self) -> Vec<Result<BatchOutcome, JournalError>> {
-        for s in self.take_staged() {
-            s.undo.abort();
-        }
+        self.take_staged();
         let mut outcomes = Vec::new();
         while let Some(outcome) = self.settle_oldest().await {
             outcomes.push(outcome);
@@ -247,20 +241,11 @@ async fn run_batch(
         tail: None,
         result: Ok(()),
     };
-    let mut writes = Vec::with_capacity(staged.len());
-    let mut undos = Vec::with_capacity(staged.len());
-    for s in staged {
-        match s.undo.await {
-            Ok(Ok(undo)) => undos.push(undo),
-            Ok(Err(e)) => return outcome.failed(e.into()),
-            Err(e) => {
-                return outcome.failed(JournalError::Protocol(format!(
-                    "undo reader task failed: {e}"
-                )));
-            }
-        }
-        writes.push((s.disk, s.write));
-    }
+    let undos = match read_undo(&staged).await {
+        Ok(undos) => undos,
+        Err(e) => return outcome.failed(e.into()),
+    };
+    let writes: Vec<_> = staged.into_iter().map(|s| (s.disk, s.write)).collect();
     let earlier_failed = || JournalError::Protocol("an earlier batch of the cycle failed".into());
     let (tail, previous_synced) = match from {
         TailFrom::Ready(tail) => (tail, None),
@@ -310,6 +295,26 @@ async fn run_batch(
     outcome
 }
 
+/// Reads what each staged write will overwrite (`None` where that is a hole), in the
+/// order staged: one batched read per replica.
+async fn read_undo(staged: &[Staged]) -> Result<Vec<Option<Bytes>>, TransportError> {
+    let mut by_disk: BTreeMap<u32, (&Arc<dyn Transport>, Vec<usize>)> = BTreeMap::new();
+    for (i, s) in staged.iter().enumerate() {
+        by_disk.entry(s.write.disk).or_insert_with(|| (&s.disk, Vec::new())).1.push(i);
+    }
+    let reads = by_disk.into_values().map(|(disk, at)| async move {
+        let ranges = at.iter().map(|&i| (staged[i].write.offset, staged[i].write.len as usize)).collect();
+        Ok::<_, TransportError>((at, disk.read_data_many(ranges).await?))
+    });
+    let mut undos = vec![None; staged.len()];
+    for (at, read) in futures::future::try_join_all(reads).await? {
+        for (i, undo) in at.into_iter().zip(read) {
+            undos[i] = undo;
+        }
+    }
+    Ok(undos)
+}
+
 impl BatchOutcome {
     fn failed(mut self, error: JournalError) -> Self {
         self.result = Err(error);
@@ -357,25 +362,43 @@ fn append_undo(
     Ok(tail)
 }
 
-/// Writes a batch onto the replicas, many writes in flight; returns the first error.
+/// One replica and the writes of a batch that go to it.
+type ReplicaWrites = (Arc<dyn Transport>, Vec<(u64, Bytes)>);
+
+/// Writes a batch onto the replicas: each replica's data in one batched write, the
+/// replicas at once, and zeros as [`Transport::write_zeroes`] (a hole on a sparse
+/// replica). Returns the first error. The crash tests' hook hears of each block once
+/// its group has landed.
 async fn apply(
     writes: Vec<(Arc<dyn Transport>, BlockWrite)>,
     applied: Arc<AtomicU64>,
     fault: Option<(FaultHook, u64)>,
 ) -> Result<(), JournalError> {
-    let writes: Vec<_> = writes
-        .into_iter()
-        .map(|(disk, w)| async move { write_block(disk.as_ref(), w.offset, w.len, w.data).await })
-        .collect();
-    let mut done = futures::stream::iter(writes).buffer_unordered(APPLY_IN_FLIGHT);
-    while let Some(result) = done.next().await {
-        result?;
-        let index = applied.fetch_add(1, Ordering::SeqCst);
-        if let Some((hook, cycle)) = &fault {
-            hook(FaultSite::AfterApplyBlock {
-                cycle: *cycle,
-                index,
-            });
+    let mut groups: BTreeMap<u32, ReplicaWrites> = BTreeMap::new();
+    let mut zeros = Vec::new();
+    for (disk, w) in writes {
+        match w.data {
+            Some(data) => groups.entry(w.disk).or_insert_with(|| (disk, Vec::new())).1.push((w.offset, data)),
+            None => zeros.push((disk, w.offset, w.len)),
+        }
+    }
+    let mut pending: Vec<TransportFuture<'static, usize>> = Vec::with_capacity(groups.len() + zeros.len());
+    for (disk, group) in groups.into_values() {
+        pending.push(Box::pin(async move {
+            let blocks = group.len();
+            disk.write_many(group).await.map(|()| blocks)
+        }));
+    }
+    for (disk, offset, len) in zeros {
+        pending.push(Box::pin(async move { disk.write_zeroes(offset, u64::from(len)).await.map(|()| 1) }));
+    }
+    let mut done = futures::stream::iter(pending).buffer_unordered(APPLY_IN_FLIGHT);
+    while let Some(blocks) = done.next().await {
+        for _ in 0..blocks? {
+            let index = applied.fetch_add(1, Ordering::SeqCst);
+            if let Some((hook, cycle)) = &fault {
+                hook(FaultSite::AfterApplyBlock { cycle: *cycle, index });
+            }
         }
     }
     Ok(())

@@ -116,12 +116,15 @@ pub struct PruneReport {
     pub oldest_point: Option<RecoveryPoint>,
 }
 
-/// Writes staged before their batch is journaled and launched: the undo of a batch is
-/// synced with one fsync, so batches are large...
-const BATCH_WRITES: usize = 512;
-/// ... but never more than this many bytes, which bounds memory whatever the block size:
-/// a staged batch holds its new bytes and their undo, and one more batch is being written.
-const BATCH_BYTES: u64 = 32 << 20;
+/// Writes staged before their batch is journaled and launched. The undo of a batch is
+/// synced with one fsync, so a batch must not be tiny; but the first batch's undo is
+/// appended only once it is full, so a large one delays everything behind it. Batches of
+/// 128 writes (8 MiB of 64 KiB blocks), four in flight, made a 1% cycle onto a warm
+/// replica faster than batches of 512 writes, two in flight, and cut its peak memory.
+const BATCH_WRITES: usize = 128;
+/// ... and never more than this many bytes, which bounds memory whatever the block size:
+/// each batch in flight holds its new bytes and their undo.
+const BATCH_BYTES: u64 = 8 << 20;
 
 /// The journal of one consistency group.
 pub struct Journal {
@@ -345,9 +348,8 @@ impl Journal {
         Ok(point.seq)
     }
 
-    /// Adds a write to the open cycle. What it overwrites on `replicas` is read at once;
-    /// once enough writes are staged, a background task appends their undo and syncs it
-    /// as one batch, and only then writes them onto the replicas, while the next writes
+    /// Adds a write to the open cycle. Once enough writes are staged, a background task
+    /// reads what they overwrite on `replicas`, appends that undo and syncs it as one batch, and only then writes them onto the replicas, while the next writes
     /// arrive. Writes apply in the order given: one that overlaps an earlier write
     /// of the cycle waits for it to land, so that its undo holds that write's bytes.
     /// Replicas are flushed at [`Journal::commit_cycle`].
@@ -388,7 +390,7 @@ impl Journal {
             return Ok(());
         }
         // Settled first: if an older batch failed, the staged writes stay staged, and
-        // `abort_cycle` stops their undo reads.
+        // `abort_cycle` drops them.
         self.settle(BATCHES_IN_FLIGHT - 1).await?;
         let staged = self.writes.take_staged();
         let journal = BatchJournal {

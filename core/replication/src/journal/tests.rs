@@ -400,9 +400,10 @@ async fn a_batch_failing_on_its_replica_while_the_next_one_lands_is_rolled_back_
     let at1 = contents(&mem);
     let size_at1 = mt.journal().size_bytes();
     drop(mt);
-    // The first batch (all on disk 0) fails after 300 replica writes; the second (all on
-    // disk 1) is journaled after the first one's records and lands meanwhile.
-    let failing = FailingDisk { inner: mem[0].clone(), writes_left: 300.into() };
+    // The first batch (all on disk 0) fails partway through its replica writes; the
+    // second (all on disk 1) is journaled after the first one's records and lands
+    // meanwhile.
+    let failing = FailingDisk { inner: mem[0].clone(), writes_left: (BATCH_WRITES as i64 * 3 / 5).into() };
     let broken: DiskSet = BTreeMap::from([(0u32, Arc::new(failing) as Arc<dyn Transport>), (1u32, replicas[&1].clone())]);
     let (mut journal, _) = Journal::open(dir.path(), JournalConfig::default()).unwrap();
     journal.begin_cycle(3_000, Consistency::Crash).unwrap();

@@ -62,6 +62,21 @@ pub trait Transport: Send + Sync + Debug {
         Box::pin(async move { self.read_at(offset, len).await.map(Some) })
     }
 
+    /// Reads each `(offset, len)` range as [`Transport::read_data_at`] would: `None` for a
+    /// range that is a hole, read as nothing. Results come in the order given; fails with
+    /// the first range that fails. Idempotent. A caller with many small ranges uses this so
+    /// that a transport can serve them in one go (a file: one trip to the blocking pool
+    /// instead of one per range). The default calls [`Transport::read_data_at`],
+    /// [`MANY_AT_ONCE`] at a time.
+    fn read_data_many(&self, ranges: Vec<(u64, usize)>) -> TransportFuture<'_, Vec<Option<Bytes>>> {
+        Box::pin(
+            futures::stream::iter(ranges)
+                .map(|(offset, len)| self.read_data_at(offset, len))
+                .buffered(MANY_AT_ONCE)
+                .try_collect(),
+        )
+    }
+
     /// Reads exactly `len` bytes at `offset` for a caller that uses them at once and lets
     /// them go, such as a copy: the bytes may be a view of the source rather than a copy
     /// of it (a file's page cache, mapped), and then change if the source changes while

@@ -96,6 +96,12 @@ impl Window {
             message: format!("offset {offset} + data offset {} overflows", self.data_offset),
         })
     }
+
+    /// Every `(offset, len)` range checked and moved onto the inner disk; fails before any
+    /// is used if one is outside the window.
+    fn check_all(&self, ranges: Vec<(u64, usize)>) -> Result<Vec<(u64, usize)>, TransportError> {
+        ranges.into_iter().map(|(offset, len)| Ok((self.check(offset, len as u64)?, len))).collect()
+    }
 }
 
 /// Clips `extents` to `[data_offset, data_offset + capacity)` and shifts them down by
@@ -170,11 +176,15 @@ impl Transport for Window {
 
     fn read_many(&self, ranges: Vec<(u64, usize)>) -> TransportFuture<'_, Vec<Bytes>> {
         Box::pin(async move {
-            let ranges = ranges
-                .into_iter()
-                .map(|(offset, len)| Ok((self.check(offset, len as u64)?, len)))
-                .collect::<Result<Vec<_>, TransportError>>()?;
+            let ranges = self.check_all(ranges)?;
             self.inner.read_many(ranges).await
+        })
+    }
+
+    fn read_data_many(&self, ranges: Vec<(u64, usize)>) -> TransportFuture<'_, Vec<Option<Bytes>>> {
+        Box::pin(async move {
+            let ranges = self.check_all(ranges)?;
+            self.inner.read_data_many(ranges).await
         })
     }
 
@@ -265,6 +275,11 @@ mod tests {
         assert!(matches!(err, TransportError::Invalid { .. }), "{err:?}");
         assert_eq!(mem.contents(), before);
         let err = window.read_many(vec![(0, 4), (65536, 1)]).await.unwrap_err();
+        assert!(matches!(err, TransportError::Invalid { .. }), "{err:?}");
+        let ranges: Vec<(u64, usize)> = writes.iter().map(|(offset, data)| (*offset, data.len())).collect();
+        let read = window.read_data_many(ranges).await.unwrap();
+        assert_eq!(read, writes.iter().map(|(_, data)| Some(data.clone())).collect::<Vec<_>>());
+        let err = window.read_data_many(vec![(0, 4), (65536, 1)]).await.unwrap_err();
         assert!(matches!(err, TransportError::Invalid { .. }), "{err:?}");
     }
 

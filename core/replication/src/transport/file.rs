@@ -231,13 +231,15 @@ impl Drop for Mapping {
     }
 }
 
-/// Reads `len` bytes at `offset` unless the range lies in a hole (`None`), for
-/// [`Transport::read_data_at`].
-fn read_data(file: &File, path: &Path, offset: u64, len: usize) -> Result<Option<Bytes>, TransportError> {
-    if is_hole(file, offset, len) {
-        return hole_in_range(file, path, offset, len);
+/// Reads `len` bytes at `offset` unless `hole` says the range lies in one: then `None`,
+/// once the range is checked against the file's size. For [`Transport::read_data_at`].
+fn read_data(file: &File, path: &Path, offset: u64, len: usize, hole: bool) -> Result<Option<Bytes>, TransportError> {
+    if !hole {
+        return read_or_range_error(file, path, offset, len).map(Some);
     }
-    read_or_range_error(file, path, offset, len).map(Some)
+    let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
+    check_range(&path.display().to_string(), offset, len as u64, size)?;
+    Ok(None)
 }
 
 /// Whether `[offset, offset + len)` lies wholly in a hole. A file system without
@@ -245,13 +247,6 @@ fn read_data(file: &File, path: &Path, offset: u64, len: usize) -> Result<Option
 /// it would have saved.
 fn is_hole(file: &File, offset: u64, len: usize) -> bool {
     matches!(next_data(file, offset), Ok(next) if next.is_none_or(|d| d >= offset + len as u64))
-}
-
-/// `None` for a hole, once the range is checked against the file's size.
-fn hole_in_range(file: &File, path: &Path, offset: u64, len: usize) -> Result<Option<Bytes>, TransportError> {
-    let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
-    check_range(&path.display().to_string(), offset, len as u64, size)?;
-    Ok(None)
 }
 
 /// Asks the kernel to start reading `[offset, offset + len)` into the page cache. Only a
@@ -348,22 +343,18 @@ impl Transport for FileTransport {
     }
 
     fn read_data_at(&self, offset: u64, len: usize) -> TransportFuture<'_, Option<Bytes>> {
-        self.blocking(move |file, path| read_data(file, path, offset, len))
+        self.blocking(move |file, path| read_data(file, path, offset, len, is_hole(file, offset, len)))
     }
 
     fn read_data_many(&self, ranges: Vec<(u64, usize)>) -> TransportFuture<'_, Vec<Option<Bytes>>> {
         self.blocking(move |file, path| {
-            let data: Vec<bool> = ranges.iter().map(|&(offset, len)| !is_hole(file, offset, len)).collect();
+            let holes: Vec<bool> = ranges.iter().map(|&(offset, len)| is_hole(file, offset, len)).collect();
             // Read one by one, ranges not in the page cache would each wait for the disk in
             // turn; announced first, the disk gets them all at once.
-            for (&(offset, len), _) in ranges.iter().zip(&data).filter(|(_, data)| **data) {
+            for (&(offset, len), _) in ranges.iter().zip(&holes).filter(|(_, hole)| !**hole) {
                 will_need(file, offset, len);
             }
-            ranges
-                .into_iter()
-                .zip(data)
-                .map(|((offset, len), data)| if data { read_or_range_error(file, path, offset, len).map(Some) } else { hole_in_range(file, path, offset, len) })
-                .collect()
+            ranges.into_iter().zip(holes).map(|((offset, len), hole)| read_data(file, path, offset, len, hole)).collect()
         })
     }
 

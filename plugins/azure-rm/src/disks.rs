@@ -72,9 +72,13 @@ pub fn changed_areas(site: &Site, vm: &str, disk: &str, snapshot: &str, since: &
     let snap_id = snap["id"].as_str().unwrap_or_default().to_string();
     let prev_id = previous.as_ref().map(|p| p["id"].as_str().unwrap_or_default().to_string());
     let sas = grant(site, &snap_id, false)?;
+    // Changes of a snapshot since itself: a second grant on it would replace the SAS just
+    // granted, so the one grant serves both sides.
+    let prev_id = prev_id.filter(|id| *id != snap_id);
     let result = (|| {
         let prev_sas = match &prev_id {
             Some(id) => Some(grant(site, id, false)?),
+            None if previous.is_some() => Some(sas.clone()),
             None => None,
         };
         let list = page_ranges_by_sas(&format!("page ranges of snapshot {snapshot} of disk {disk}"), &sas, prev_sas.as_deref(), Some((start, capacity)));

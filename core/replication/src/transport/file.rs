@@ -369,11 +369,14 @@ impl Transport for FileTransport {
     fn write_many(&self, writes: Vec<(u64, Bytes)>) -> TransportFuture<'_, ()> {
         let writeback = self.writeback.clone();
         self.blocking(move |file, path| {
-            for (offset, data) in writes {
-                file.write_all_at(&data, offset).map_err(|e| io_err("write", path, e))?;
-                writeback.start(offset, data.len() as u64);
-            }
-            Ok(())
+            let mut written = Vec::with_capacity(writes.len());
+            let result = writes.iter().try_for_each(|(offset, data)| {
+                file.write_all_at(data, *offset).map_err(|e| io_err("write", path, e))?;
+                written.push((*offset, data.len() as u64));
+                Ok(())
+            });
+            writeback.start(written);
+            result
         })
     }
 

@@ -173,9 +173,10 @@ async fn send_blocks(
 /// Hashes both disks chunk by chunk (several chunks in flight, both sides of a chunk at
 /// once, each on the blocking pool) and writes the differing blocks of a chunk to the
 /// target as soon as they are known, so sending overlaps hashing. Only differing blocks
-/// are read out of the source; the rest are hashed in place. Returns both sides' digests
-/// (the target's as they were before the writes), the differing blocks, and the bytes
-/// written.
+/// are read out of the source; the rest are hashed in place. The blocks written are read
+/// back from the target and hashed again at once, while they are still in the CPU's
+/// caches. Returns both sides' digests (the target's as it is after the writes, every
+/// one of them read from it), the differing blocks, and the bytes written.
 async fn compare_and_send(
     source: &dyn Transport,
     target: &dyn Transport,
@@ -203,14 +204,21 @@ async fn compare_and_send(
             let bad: Vec<u64> = (0..s_digests.len()).filter(|i| s_digests[*i] != d_digests[*i]).map(|i| first + i as u64).collect();
             // The chunk's differing runs are copied together: one batched read, one
             // batched write.
-            let written = copy_ranges(source, target, run_ranges(&runs(&bad, u64::MAX), block, c.end())).await?;
-            Ok::<_, TransportError>((c, s_digests, d_digests, bad, written))
+            let ranges = run_ranges(&runs(&bad, u64::MAX), block, c.end());
+            let written = copy_ranges(source, target, ranges.clone()).await?;
+            // Re-read at once, while the blocks are still in the CPU's cache.
+            let rehashed = if ranges.is_empty() { Vec::new() } else { digest_ranges(target, hasher, ranges).await? };
+            Ok::<_, TransportError>((c, s_digests, d_digests, bad, written, rehashed))
         })
         .buffer_unordered(HASH_IN_FLIGHT);
-    while let Some((c, s_digests, d_digests, bad, written)) = results.try_next().await? {
+    while let Some((c, s_digests, d_digests, bad, written, rehashed)) = results.try_next().await? {
         let first = (c.offset / block) as usize;
         src[first..first + s_digests.len()].copy_from_slice(&s_digests);
         dst[first..first + d_digests.len()].copy_from_slice(&d_digests);
+        for (offset, digests) in rehashed {
+            let first = (offset / block) as usize;
+            dst[first..first + digests.len()].copy_from_slice(&digests);
+        }
         differing.extend(bad);
         sent += written;
         if let Some(p) = progress {
@@ -248,20 +256,10 @@ pub async fn resync(
             p.advance(0, 0, bytes_sent);
         }
         let source_tree = HashTree::new(src);
-        // The target side of the tree is re-read from the target, never assumed.
+        // The target side of the tree is read from the target, never assumed: the blocks
+        // written were read back as they landed, and a full verify reads all of it again.
         if options.full_verify {
             dst = block_digests(target, &hasher, None).await?;
-        } else {
-            let rehash = batches(run_ranges(&runs(&differing, (HASH_READ / block).max(1)), block, size));
-            let mut rehashed = futures::stream::iter(rehash)
-                .map(|batch| digest_ranges(target, &hasher, batch))
-                .buffer_unordered(HASH_IN_FLIGHT);
-            while let Some(hashed) = rehashed.try_next().await? {
-                for (offset, digests) in hashed {
-                    let first = (offset / block) as usize;
-                    dst[first..first + digests.len()].copy_from_slice(&digests);
-                }
-            }
         }
         let mut verified = Verified::Identical;
         let mismatch = source_tree.differing_blocks(&HashTree::new(dst));

@@ -39,8 +39,11 @@ fn merge(ranges: &mut Vec<(u64, u64)>) {
 #[derive(Debug)]
 pub(crate) struct Writeback {
     file: Arc<File>,
-    queue: OnceLock<Option<mpsc::Sender<Vec<(u64, u64)>>>>,
+    queue: OnceLock<Option<Queue>>,
 }
+
+/// The sending end of a writeback thread's queue: batches of `(offset, len)` ranges.
+type Queue = mpsc::Sender<Vec<(u64, u64)>>;
 
 impl Writeback {
     /// Writeback of `file`; no thread runs until the first [`Writeback::start`].
@@ -70,7 +73,7 @@ impl Writeback {
 /// the file is closed by whoever drops the transport last, as without the thread: a
 /// deleted image whose last descriptor closed on this thread was freed here, and the
 /// file system's work for that (seconds, for a large image) slowed whatever ran next.
-fn spawn(file: Weak<File>) -> Option<mpsc::Sender<Vec<(u64, u64)>>> {
+fn spawn(file: Weak<File>) -> Option<Queue> {
     let (tx, rx) = mpsc::channel::<Vec<(u64, u64)>>();
     let thread = std::thread::Builder::new().name("homeward-writeback".into()).spawn(move || {
         let mut ranges = Vec::new();

@@ -441,12 +441,18 @@ mod tests {
         assert_eq!(&disk.read_at(4 << 20, 4).await.unwrap()[..], &[7, 7, 7, 7]);
     }
 
+    /// A new 16 MiB file in `dir`, all hole but for 64 KiB of 7s at 4 MiB; and its size.
+    async fn sparse_disk_with_sevens_at_4_mib(dir: &Path) -> (FileTransport, u64) {
+        let size = 16u64 << 20;
+        let disk = FileTransport::create(dir.join("d.img"), size).unwrap();
+        disk.write_at(4 << 20, Bytes::from(vec![7u8; 65536])).await.unwrap();
+        (disk, size)
+    }
+
     #[tokio::test]
     async fn read_data_at_skips_whole_holes_and_reads_anything_touching_data() {
         let dir = tempfile::tempdir().unwrap();
-        let size = 16u64 << 20;
-        let disk = FileTransport::create(dir.path().join("d.img"), size).unwrap();
-        disk.write_at(4 << 20, Bytes::from(vec![7u8; 65536])).await.unwrap();
+        let (disk, size) = sparse_disk_with_sevens_at_4_mib(dir.path()).await;
         assert_eq!(disk.read_data_at(0, 65536).await.unwrap(), None, "a hole is not read");
         assert_eq!(disk.read_data_at(size - 65536, 65536).await.unwrap(), None, "nor the hole at the end");
         let data = disk.read_data_at(4 << 20, 65536).await.unwrap().expect("data is read");
@@ -462,9 +468,7 @@ mod tests {
     #[tokio::test]
     async fn batched_data_reads_skip_holes_and_keep_the_order_asked_for() {
         let dir = tempfile::tempdir().unwrap();
-        let size = 16u64 << 20;
-        let disk = FileTransport::create(dir.path().join("d.img"), size).unwrap();
-        disk.write_at(4 << 20, Bytes::from(vec![7u8; 65536])).await.unwrap();
+        let (disk, size) = sparse_disk_with_sevens_at_4_mib(dir.path()).await;
         disk.write_at(9 << 20, Bytes::from(vec![9u8; 65536])).await.unwrap();
         disk.flush().await.unwrap();
         // Evicted, so that the reads come from the disk after the readahead hint.

@@ -349,7 +349,8 @@ impl Journal {
     }
 
     /// Adds a write to the open cycle. Once enough writes are staged, a background task
-    /// reads what they overwrite on `replicas`, appends that undo and syncs it as one batch, and only then writes them onto the replicas, while the next writes
+    /// reads what they overwrite on `replicas`, appends that undo and syncs it as one
+    /// batch, and only then writes them onto the replicas, while the next writes
     /// arrive. Writes apply in the order given: one that overlaps an earlier write
     /// of the cycle waits for it to land, so that its undo holds that write's bytes.
     /// Replicas are flushed at [`Journal::commit_cycle`].

@@ -17,18 +17,44 @@ pub const COPY_CHUNK: u64 = 1 << 20;
 /// Reads kept in flight; the copy is latency-bound on remote transports.
 pub const COPY_IN_FLIGHT: usize = 8;
 
+/// Zeros are found and skipped at this granularity: a block of zeros inside allocated data
+/// stays a hole on the target instead of being written.
+const ZERO_GRAIN: usize = crate::hash::DEFAULT_BLOCK as usize;
+
+/// The runs of `data` (read at `offset`) that are not all zeros, as `(offset, bytes)`
+/// slices of it, judged [`ZERO_GRAIN`] bytes at a time.
+fn non_zero_runs(offset: u64, data: &Bytes) -> Vec<(u64, Bytes)> {
+    let mut runs: Vec<(u64, Bytes)> = Vec::new();
+    let mut open: Option<usize> = None;
+    for (i, grain) in data.chunks(ZERO_GRAIN).enumerate() {
+        let at = i * ZERO_GRAIN;
+        match (crate::hash::is_zero(grain), open) {
+            (false, None) => open = Some(at),
+            (true, Some(start)) => {
+                runs.push((offset + start as u64, data.slice(start..at)));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = open {
+        runs.push((offset + start as u64, data.slice(start..)));
+    }
+    runs
+}
+
 /// What a copy moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CopyReport {
     /// Bytes read from the source (its allocated extents).
     pub bytes_read: u64,
-    /// Bytes written to the target; zero chunks are skipped and stay holes.
+    /// Bytes written to the target; blocks of zeros are skipped and stay holes.
     pub bytes_written: u64,
 }
 
 /// Copies every allocated extent of `source` onto `target`, which must be a new disk of
 /// the same size that reads as zeros, and flushes the target. Holes are never read, and
-/// chunks that read as zeros are never written, so the target stays sparse.
+/// blocks that read as zeros are never written, so the target stays sparse.
 ///
 /// Fails with [`TransportError::Invalid`] when the sizes differ, or with the first read
 /// or write error. Idempotent: copying again writes the same bytes.
@@ -67,11 +93,12 @@ pub async fn copy_allocated_unflushed(
             .map(|c| async move {
                 // Used at once: a view of the source saves copying every byte twice.
                 let data: Bytes = source.read_view(c.offset, c.len as usize).await?;
-                if crate::hash::is_zero(&data) {
-                    return Ok::<_, TransportError>((c.len, 0));
+                let writes = non_zero_runs(c.offset, &data);
+                let written = writes.iter().map(|(_, run)| run.len() as u64).sum();
+                if !writes.is_empty() {
+                    target.write_many(writes).await?;
                 }
-                target.write_at(c.offset, data).await?;
-                Ok((c.len, c.len))
+                Ok::<_, TransportError>((c.len, written))
             })
             .buffer_unordered(COPY_IN_FLIGHT);
         while let Some((read, written)) = done.try_next().await? {
@@ -84,4 +111,23 @@ pub async fn copy_allocated_unflushed(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_zero_runs_skip_zero_grains_and_keep_a_short_tail() {
+        let g = ZERO_GRAIN;
+        let mut data = vec![0u8; 5 * g + 100];
+        data[g..3 * g].fill(1); // grains 1 and 2
+        data[4 * g + 7] = 2; // one byte in grain 4
+        data[5 * g + 99] = 3; // the short tail
+        let runs = non_zero_runs(1 << 30, &Bytes::from(data.clone()));
+        let got: Vec<(u64, usize)> = runs.iter().map(|(o, b)| (*o, b.len())).collect();
+        assert_eq!(got, vec![((1 << 30) + g as u64, 2 * g), ((1 << 30) + 4 * g as u64, g + 100)]);
+        assert_eq!(&runs[1].1[..], &data[4 * g..]);
+        assert!(non_zero_runs(0, &Bytes::from(vec![0u8; 3 * g])).is_empty());
+    }
 }

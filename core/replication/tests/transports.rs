@@ -120,17 +120,24 @@ async fn sparse_file_copies_to_a_page_blob_and_resyncs_back_to_a_file() {
 }
 
 #[tokio::test]
-async fn copy_never_writes_holes_or_zero_chunks() {
+async fn copy_never_writes_holes_or_zero_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let src_path = dir.path().join("src.img");
     let src = FileTransport::create(&src_path, 64 << 20).unwrap();
     src.write_at(10 << 20, Bytes::from(vec![9u8; 1 << 20])).await.unwrap();
     src.write_at(40 << 20, Bytes::from(vec![0u8; 1 << 20])).await.unwrap(); // allocated zeros
+    // Data with 128 KiB of zeros in the middle, and a short tail of data after them.
+    let mut gappy = vec![5u8; 1 << 20];
+    gappy[256 << 10..384 << 10].fill(0);
+    src.write_at(20 << 20, Bytes::from(gappy)).await.unwrap();
     let dst = FileTransport::create(dir.path().join("dst.img"), 64 << 20).unwrap();
     let report = copy_allocated(&src, &dst, None).await.unwrap();
-    assert_eq!(report.bytes_written, 1 << 20);
-    let dst_alloc: u64 = dst.allocated_extents().await.unwrap().iter().map(|e| e.len).sum();
+    assert_eq!(report.bytes_written, (2 << 20) - (128 << 10));
+    let dst_extents = dst.allocated_extents().await.unwrap();
+    let dst_alloc: u64 = dst_extents.iter().map(|e| e.len).sum();
     assert!(dst_alloc <= 2 << 20, "target stays sparse: {dst_alloc}");
+    let zeros = ((20 << 20) + (256 << 10), (20 << 20) + (384 << 10));
+    assert!(dst_extents.iter().all(|e| e.end() <= zeros.0 || e.offset >= zeros.1), "zeros inside data stay a hole: {dst_extents:?}");
     assert_eq!(std::fs::read(&src_path).unwrap(), std::fs::read(dir.path().join("dst.img")).unwrap());
     let _ = Arc::new(MemoryTransport::new("unused", 1)) as Arc<dyn Transport>;
 }

@@ -10,6 +10,17 @@
 //! The cold 1% resync is also compared with `rsync --inplace --no-whole-file -B65536`
 //! and with bdsync (64 KiB blocks, diff then patch) when they are installed: rsync from
 //! `PATH`, bdsync from `HOMEWARD_BENCH_BDSYNC` or `PATH`. Neither is needed otherwise.
+//!
+//! The figures are noisy on the virtual machines this was measured on: the same
+//! `qemu-img convert` took 0.7 s in one round and 5 s in the next, its CPU time rising
+//! with it, and the profile of a slow round is the kernel copying into fresh page-cache
+//! pages. The likely cause is the balloon device's free page reporting: memory freed by
+//! one step is handed back to the host a couple of seconds later, and the next step to
+//! fill the page cache pays a fault on the host for each page. Waiting two seconds
+//! before each step made every round slow, and touching 4 GiB of memory first made most
+//! of them fast again. Which step is hit depends on timing, not on the code, so the
+//! figures that allow it are medians of several rounds, each with its baseline measured
+//! right beside it.
 
 use std::{
     collections::BTreeMap,

@@ -10,7 +10,7 @@ use crate::{
     extent::{Extent, align_to_blocks},
     hash::{BlockHasher, DEFAULT_BLOCK, Digest, HASH_IN_FLIGHT, HASH_READ, HashTree, block_digests, is_zero},
     progress::ProgressReporter,
-    transport::Transport,
+    transport::{FileTransport, Transport},
 };
 
 /// How a resync runs.
@@ -170,13 +170,98 @@ async fn send_blocks(
     Ok(sent)
 }
 
-/// Hashes both disks chunk by chunk (several chunks in flight, both sides of a chunk at
-/// once, each on the blocking pool) and writes the differing blocks of a chunk to the
-/// target as soon as they are known, so sending overlaps hashing. Only differing blocks
-/// are read out of the source; the rest are hashed in place. The blocks written are read
-/// back from the target and hashed again at once, while they are still in the CPU's
-/// caches. Returns both sides' digests (the target's as it is after the writes, every
-/// one of them read from it), the differing blocks, and the bytes written.
+/// What comparing one chunk of both disks found and did.
+struct ChunkSync {
+    chunk: Extent,
+    /// The source's block digests.
+    source: Vec<Digest>,
+    /// The target's block digests before the chunk's writes.
+    target: Vec<Digest>,
+    /// The indices of the blocks that differed.
+    differing: Vec<u64>,
+    /// Bytes written (or zeroed) on the target.
+    written: u64,
+    /// The written ranges' digests, read back from the target: `(offset, digests)`.
+    rehashed: Vec<(u64, Vec<Digest>)>,
+}
+
+/// Whether any of the sorted, disjoint `extents` overlaps `c`.
+fn overlaps(extents: &[Extent], c: &Extent) -> bool {
+    let i = extents.partition_point(|e| e.end() <= c.offset);
+    extents.get(i).is_some_and(|e| e.offset < c.end())
+}
+
+/// The indices of the blocks whose digests differ, the first one being block `first`.
+fn differing_blocks(source: &[Digest], target: &[Digest], first: u64) -> Vec<u64> {
+    (0..source.len()).filter(|i| source[*i] != target[*i]).map(|i| first + i as u64).collect()
+}
+
+/// Compares chunk `c` of both disks and copies the blocks that differ, step by step
+/// through the transports: both sides hashed where they lie, at once, on the blocking
+/// pool; the differing runs copied together (one batched read, one batched write); then
+/// the runs read back at once, while they are still in the CPU's cache.
+async fn sync_chunk(source: &dyn Transport, target: &dyn Transport, hasher: &BlockHasher, c: Extent) -> Result<ChunkSync, TransportError> {
+    let block = hasher.block();
+    let (s_digests, d_digests) =
+        futures::try_join!(source.block_digests_at(c.offset, c.len, hasher), target.block_digests_at(c.offset, c.len, hasher))?;
+    let bad = differing_blocks(&s_digests, &d_digests, c.offset / block);
+    let ranges = run_ranges(&runs(&bad, u64::MAX), block, c.end());
+    let written = copy_ranges(source, target, ranges.clone()).await?;
+    let rehashed = if ranges.is_empty() { Vec::new() } else { digest_ranges(target, hasher, ranges).await? };
+    Ok(ChunkSync { chunk: c, source: s_digests, target: d_digests, differing: bad, written, rehashed })
+}
+
+/// [`sync_chunk`] for two local files, in one trip to the blocking pool, where the step
+/// by step version made six, and with the bytes never copied out of the page cache: the
+/// differing runs are written straight from the source's mapping and read back through
+/// the target's, which shows the page cache as a read would (a run the target could not
+/// map is read). The bench's warm 10% resync went from 0.78–1.30 s and 1.13–1.48 CPU-s
+/// to 0.62–0.80 s and 0.88–1.16 CPU-s.
+///
+/// `holes` says which side's chunk is known to be one hole.
+fn sync_file_chunk(
+    source: &FileTransport,
+    target: &FileTransport,
+    hasher: &BlockHasher,
+    c: Extent,
+    holes: (bool, bool),
+) -> Result<ChunkSync, TransportError> {
+    let block = hasher.block();
+    let (src, dst) = (source.find_blocking(c.offset, c.len, Some(holes.0))?, target.find_blocking(c.offset, c.len, Some(holes.1))?);
+    let (s_digests, d_digests) = (src.digests(hasher, 0, c.len), dst.digests(hasher, 0, c.len));
+    let bad = differing_blocks(&s_digests, &d_digests, c.offset / block);
+    let ranges = run_ranges(&runs(&bad, u64::MAX), block, c.end());
+    let at = |offset: u64| (offset - c.offset) as usize;
+    let (mut writes, mut zeros) = (Vec::new(), Vec::new());
+    for &(offset, len) in &ranges {
+        match src.get(at(offset), len as usize) {
+            Some(data) if !is_zero(data) => writes.push((offset, data)),
+            _ => zeros.push((offset, len)),
+        }
+    }
+    if !ranges.is_empty() {
+        target.write_blocking(&writes, &zeros)?;
+    }
+    let rehashed = ranges
+        .iter()
+        .map(|&(offset, len)| {
+            let digests = match dst.live(at(offset), len as usize) {
+                Some(data) => hasher.digest_blocks(data).collect(),
+                None => hasher.digest_blocks(&target.read_blocking(offset, len as usize)?).collect(),
+            };
+            Ok((offset, digests))
+        })
+        .collect::<Result<_, TransportError>>()?;
+    let written = ranges.iter().map(|r| r.1).sum();
+    Ok(ChunkSync { chunk: c, source: s_digests, target: d_digests, differing: bad, written, rehashed })
+}
+
+/// Hashes both disks chunk by chunk, several chunks in flight, and writes the differing
+/// blocks of a chunk to the target as soon as they are known, so sending overlaps
+/// hashing. Only differing blocks are read out of the source; the rest are hashed in
+/// place. The blocks written are read back from the target and hashed again at once.
+/// Returns both sides' digests (the target's as it is after the writes, every one of
+/// them read from it), the differing blocks, and the bytes written.
 async fn compare_and_send(
     source: &dyn Transport,
     target: &dyn Transport,
@@ -189,40 +274,37 @@ async fn compare_and_send(
     let (mut src, mut dst) = (zero_leaves.clone(), zero_leaves);
     let (a, b) = futures::try_join!(source.allocated_extents(), target.allocated_extents())?;
     // Ranges unallocated on both sides read as zeros on both: equal without any I/O.
-    let union = align_to_blocks(&a.into_iter().chain(b).collect::<Vec<_>>(), block, size);
+    let union = align_to_blocks(&a.iter().chain(&b).copied().collect::<Vec<_>>(), block, size);
     let read = HASH_READ.max(block) / block * block;
     let chunks: Vec<Extent> = union.iter().flat_map(|e| e.split_aligned(read).collect::<Vec<_>>()).collect();
+    let files = source.as_file().zip(target.as_file());
+    let (a, b) = (&a, &b);
     let mut differing = Vec::new();
     let mut sent = 0u64;
     let mut results = futures::stream::iter(chunks)
         .map(|c| async move {
-            // Both sides are hashed where they lie, on the blocking pool: nothing is copied
-            // unless it differs.
-            let (s_digests, d_digests) =
-                futures::try_join!(source.block_digests_at(c.offset, c.len, hasher), target.block_digests_at(c.offset, c.len, hasher))?;
-            let first = c.offset / block;
-            let bad: Vec<u64> = (0..s_digests.len()).filter(|i| s_digests[*i] != d_digests[*i]).map(|i| first + i as u64).collect();
-            // The chunk's differing runs are copied together: one batched read, one
-            // batched write.
-            let ranges = run_ranges(&runs(&bad, u64::MAX), block, c.end());
-            let written = copy_ranges(source, target, ranges.clone()).await?;
-            // Re-read at once, while the blocks are still in the CPU's cache.
-            let rehashed = if ranges.is_empty() { Vec::new() } else { digest_ranges(target, hasher, ranges).await? };
-            Ok::<_, TransportError>((c, s_digests, d_digests, bad, written, rehashed))
+            let Some((s, t)) = files else { return sync_chunk(source, target, hasher, c).await };
+            // Known from the extents already listed: asking the file system again per chunk
+            // waits for the file's lock behind the writes.
+            let holes = (!overlaps(a, &c), !overlaps(b, &c));
+            let (s, t, h) = (s.clone(), t.clone(), hasher.clone());
+            tokio::task::spawn_blocking(move || sync_file_chunk(&s, &t, &h, c, holes))
+                .await
+                .map_err(|e| TransportError::Invalid { target: target.describe(), message: format!("resync task failed: {e}") })?
         })
         .buffer_unordered(HASH_IN_FLIGHT);
-    while let Some((c, s_digests, d_digests, bad, written, rehashed)) = results.try_next().await? {
-        let first = (c.offset / block) as usize;
-        src[first..first + s_digests.len()].copy_from_slice(&s_digests);
-        dst[first..first + d_digests.len()].copy_from_slice(&d_digests);
-        for (offset, digests) in rehashed {
+    while let Some(done) = results.try_next().await? {
+        let first = (done.chunk.offset / block) as usize;
+        src[first..first + done.source.len()].copy_from_slice(&done.source);
+        dst[first..first + done.target.len()].copy_from_slice(&done.target);
+        for (offset, digests) in done.rehashed {
             let first = (offset / block) as usize;
             dst[first..first + digests.len()].copy_from_slice(&digests);
         }
-        differing.extend(bad);
-        sent += written;
+        differing.extend(done.differing);
+        sent += done.written;
         if let Some(p) = progress {
-            p.advance(c.len, s_digests.len() as u64, 0);
+            p.advance(done.chunk.len, done.source.len() as u64, 0);
         }
     }
     differing.sort_unstable();
@@ -353,6 +435,42 @@ mod tests {
         assert!(holes_kept, "the zeroed run was punched, not written");
         let again = resync(&src, &dst, ResyncOptions::default(), None).await.unwrap();
         assert_eq!((again.blocks_sent, again.verified), (0, Verified::Identical));
+    }
+
+    #[tokio::test]
+    async fn files_resync_onto_holes_and_punch_what_the_source_lacks() {
+        use crate::transport::FileTransport;
+        let dir = tempfile::tempdir().unwrap();
+        let size = 3 * HASH_READ + 4096;
+        let src = FileTransport::create(dir.path().join("src.img"), size).unwrap();
+        let dst = FileTransport::create(dir.path().join("dst.img"), size).unwrap();
+        // The source has data where the target is a hole (a whole chunk and a few
+        // blocks), and a hole where the target has data.
+        src.write_at(0, Bytes::from(vec![7u8; HASH_READ as usize])).await.unwrap();
+        src.write_at(HASH_READ + 3 * DEFAULT_BLOCK, Bytes::from(vec![8u8; 2 * DEFAULT_BLOCK as usize])).await.unwrap();
+        dst.write_at(2 * HASH_READ, Bytes::from(vec![9u8; (HASH_READ + 4096) as usize])).await.unwrap();
+        let report = resync(&src, &dst, ResyncOptions::default(), None).await.unwrap();
+        let dst_blocks = (HASH_READ + 4096).div_ceil(DEFAULT_BLOCK);
+        assert_eq!(report.blocks_sent, HASH_READ / DEFAULT_BLOCK + 2 + dst_blocks);
+        assert_eq!(report.verified, Verified::Identical);
+        assert!(std::fs::read(src.path()).unwrap() == std::fs::read(dst.path()).unwrap(), "the target is the source's bytes");
+        let left = dst.allocated_extents().await.unwrap();
+        assert!(left.iter().all(|e| e.end() <= 2 * HASH_READ), "the data the source lacks was punched: {left:?}");
+        let again = resync(&src, &dst, ResyncOptions { full_verify: true, ..Default::default() }, None).await.unwrap();
+        assert_eq!((again.blocks_sent, again.verified), (0, Verified::Identical));
+    }
+
+    #[tokio::test]
+    async fn a_read_only_target_file_fails_naming_it() {
+        use crate::transport::FileTransport;
+        let dir = tempfile::tempdir().unwrap();
+        let src = FileTransport::create(dir.path().join("src.img"), 4 << 20).unwrap();
+        src.write_at(0, Bytes::from(vec![1u8; 1 << 20])).await.unwrap();
+        drop(FileTransport::create(dir.path().join("dst.img"), 4 << 20).unwrap());
+        let dst = FileTransport::open(dir.path().join("dst.img"), false).unwrap();
+        let err = resync(&src, &dst, ResyncOptions::default(), None).await.unwrap_err();
+        let ReplicationError::Transport(TransportError::Io { op, target, .. }) = &err else { panic!("{err:?}") };
+        assert_eq!((*op, target.ends_with("dst.img")), ("write", true), "{err}");
     }
 
     #[tokio::test]

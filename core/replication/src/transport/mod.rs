@@ -141,6 +141,14 @@ pub trait Transport: Send + Sync + Debug {
                 .map_err(|e| TransportError::Invalid { target: self.describe(), message: format!("hashing task failed: {e}") })
         })
     }
+
+    /// The local file that is this whole disk (byte 0 of the disk at byte 0 of the file),
+    /// or `None`: the default. An engine that holds both sides of a copy as local files
+    /// then does a range's whole work (hash, compare, copy, read back) in one trip to the
+    /// blocking pool, with the bytes where they lie, instead of a trip per step.
+    fn as_file(&self) -> Option<&FileTransport> {
+        None
+    }
 }
 
 /// Checks that `[offset, offset+len)` lies inside a disk of `size` bytes.

@@ -9,7 +9,7 @@ use crate::{
     error::TransportError,
     extent::{Extent, total_len},
     progress::ProgressReporter,
-    transport::Transport,
+    transport::{FileTransport, Transport},
 };
 
 /// Bytes per read of a copy: large enough to stream, small enough to bound memory.
@@ -17,30 +17,53 @@ pub const COPY_CHUNK: u64 = 1 << 20;
 /// Reads kept in flight; the copy is latency-bound on remote transports.
 pub const COPY_IN_FLIGHT: usize = 8;
 
+/// Bytes per chunk when both disks are local files ([`Transport::as_file`]): a chunk is
+/// one trip to the blocking pool, mapped rather than read. Larger than [`COPY_CHUNK`],
+/// since no copy of it is held: 8 MiB chunks took 0.66–0.75 s and 0.82–0.95 CPU-s to
+/// copy the bench's image, 4 MiB ones 0.70–1.22 s and 0.89–1.02 CPU-s.
+const FILE_CHUNK: u64 = 8 << 20;
+
 /// Zeros are found and skipped at this granularity: a block of zeros inside allocated data
 /// stays a hole on the target instead of being written.
 const ZERO_GRAIN: usize = crate::hash::DEFAULT_BLOCK as usize;
 
-/// The runs of `data` (read at `offset`) that are not all zeros, as `(offset, bytes)`
-/// slices of it, judged [`ZERO_GRAIN`] bytes at a time.
-fn non_zero_runs(offset: u64, data: &Bytes) -> Vec<(u64, Bytes)> {
-    let mut runs: Vec<(u64, Bytes)> = Vec::new();
+/// The byte ranges of `data` that are not all zeros, judged [`ZERO_GRAIN`] bytes at a
+/// time: a run of non-zero grains is one range.
+fn non_zero_spans(data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
     let mut open: Option<usize> = None;
     for (i, grain) in data.chunks(ZERO_GRAIN).enumerate() {
         let at = i * ZERO_GRAIN;
         match (crate::hash::is_zero(grain), open) {
             (false, None) => open = Some(at),
             (true, Some(start)) => {
-                runs.push((offset + start as u64, data.slice(start..at)));
+                spans.push(start..at);
                 open = None;
             }
             _ => {}
         }
     }
     if let Some(start) = open {
-        runs.push((offset + start as u64, data.slice(start..)));
+        spans.push(start..data.len());
     }
-    runs
+    spans
+}
+
+/// The runs of `data` (read at `offset`) that are not all zeros, as `(offset, bytes)`
+/// slices of it (see [`non_zero_spans`]).
+fn non_zero_runs(offset: u64, data: &Bytes) -> Vec<(u64, Bytes)> {
+    non_zero_spans(data).into_iter().map(|r| (offset + r.start as u64, data.slice(r))).collect()
+}
+
+/// Copies chunk `c`, which holds data on the source, between two local files in one trip
+/// to the blocking pool: the source's bytes mapped where they lie and written from there,
+/// zero grains skipped. Returns the bytes written.
+fn copy_file_chunk(source: &FileTransport, target: &FileTransport, c: Extent) -> Result<u64, TransportError> {
+    let data = source.find_blocking(c.offset, c.len, Some(false))?;
+    let Some(bytes) = data.get(0, c.len as usize) else { return Ok(0) };
+    let writes: Vec<(u64, &[u8])> = non_zero_spans(bytes).into_iter().map(|r| (c.offset + r.start as u64, &bytes[r])).collect();
+    target.write_blocking(&writes, &[])?;
+    Ok(writes.iter().map(|w| w.1.len() as u64).sum())
 }
 
 /// What a copy moved.
@@ -87,10 +110,19 @@ pub async fn copy_allocated_unflushed(
             });
         }
         let extents = source.allocated_extents().await?;
-        let chunks: Vec<Extent> = extents.iter().flat_map(|e| e.split_aligned(COPY_CHUNK).collect::<Vec<_>>()).collect();
         let mut report = CopyReport { bytes_read: total_len(&extents), bytes_written: 0 };
+        let files = source.as_file().zip(target.as_file());
+        let chunk = if files.is_some() { FILE_CHUNK } else { COPY_CHUNK };
+        let chunks: Vec<Extent> = extents.iter().flat_map(|e| e.split_aligned(chunk).collect::<Vec<_>>()).collect();
         let mut done = futures::stream::iter(chunks)
             .map(|c| async move {
+                if let Some((s, t)) = files {
+                    let (s, t) = (s.clone(), t.clone());
+                    let written = tokio::task::spawn_blocking(move || copy_file_chunk(&s, &t, c))
+                        .await
+                        .map_err(|e| TransportError::Invalid { target: target.describe(), message: format!("copy task failed: {e}") })??;
+                    return Ok((c.len, written));
+                }
                 // Used at once: a view of the source saves copying every byte twice.
                 let data: Bytes = source.read_view(c.offset, c.len as usize).await?;
                 let writes = non_zero_runs(c.offset, &data);
@@ -129,5 +161,25 @@ mod tests {
         assert_eq!(got, vec![((1 << 30) + g as u64, 2 * g), ((1 << 30) + 4 * g as u64, g + 100)]);
         assert_eq!(&runs[1].1[..], &data[4 * g..]);
         assert!(non_zero_runs(0, &Bytes::from(vec![0u8; 3 * g])).is_empty());
+    }
+
+    #[tokio::test]
+    async fn files_copy_across_chunk_boundaries_to_an_unaligned_end() {
+        let dir = tempfile::tempdir().unwrap();
+        // Data from 3 MiB to the end, which is not a multiple of a page: chunks straddle
+        // FILE_CHUNK boundaries, writes are longer than a write piece, the tail is short.
+        let size = 2 * FILE_CHUNK + 5 * (1 << 20) + 1234;
+        let src = FileTransport::create(dir.path().join("src.img"), size).unwrap();
+        let data: Vec<u8> = (0..size - (3 << 20)).map(|i| (i % 253) as u8 | 1).collect();
+        src.write_at(3 << 20, Bytes::from(data)).await.unwrap();
+        // One zero grain inside the data stays a hole.
+        src.write_zeroes(FILE_CHUNK + ZERO_GRAIN as u64, ZERO_GRAIN as u64).await.unwrap();
+        let dst = FileTransport::create(dir.path().join("dst.img"), size).unwrap();
+        let report = copy_allocated(&src, &dst, None).await.unwrap();
+        assert_eq!(report.bytes_written, size - (3 << 20) - ZERO_GRAIN as u64);
+        assert!(std::fs::read(src.path()).unwrap() == std::fs::read(dst.path()).unwrap(), "the copy is the source's bytes");
+        let hole = (FILE_CHUNK + ZERO_GRAIN as u64, FILE_CHUNK + 2 * ZERO_GRAIN as u64);
+        let extents = dst.allocated_extents().await.unwrap();
+        assert!(extents.iter().all(|e| e.end() <= hole.0 || e.offset >= hole.1), "the zero grain was not written: {extents:?}");
     }
 }

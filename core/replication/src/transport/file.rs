@@ -184,10 +184,12 @@ pub(crate) enum RangeBytes {
 impl RangeBytes {
     /// Finds `[offset, offset + len)` of `file`. `hole` says whether the range is known
     /// to be one hole (from [`Transport::allocated_extents`]); `None` asks the file
-    /// system, which takes the file's lock and so waits behind any write to it. The range is mapped (populated in one
-    /// call) instead of copied out of the page cache, which for a warm resync costs as
-    /// much CPU as hashing the bytes. Ranges that cannot be mapped (unaligned, short, a
-    /// file system without mmap) are read; a range past the end is `UnexpectedEof`.
+    /// system, which takes the file's lock and so waits behind any write to it.
+    ///
+    /// The range is mapped (populated in one call) instead of copied out of the page
+    /// cache, which for a warm resync costs as much CPU as hashing the bytes. Ranges that
+    /// cannot be mapped (unaligned, short, a file system without mmap) are read; a range
+    /// past the end is `UnexpectedEof`.
     ///
     /// A mapped file that shrinks under the mapping raises SIGBUS. The size is checked
     /// first; a disk image being truncated while it is hashed or copied is outside what

@@ -20,7 +20,7 @@ pub const COPY_IN_FLIGHT: usize = 8;
 /// Bytes per chunk when both disks are local files ([`Transport::as_file`]): a chunk is
 /// one trip to the blocking pool, mapped rather than read. Larger than [`COPY_CHUNK`],
 /// since no copy of it is held: 8 MiB chunks took 0.66–0.75 s and 0.82–0.95 CPU-s to
-/// copy the bench's image, 4 MiB ones 0.70–1.22 s and 0.89–1.02 CPU-s.
+/// copy the bench's image, 4 MiB ones 0.70–1.22 s and 0.77–1.02 CPU-s.
 const FILE_CHUNK: u64 = 8 << 20;
 
 /// Zeros are found and skipped at this granularity: a block of zeros inside allocated data

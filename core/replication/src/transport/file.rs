@@ -470,7 +470,8 @@ fn find_range(file: &File, path: &Path, offset: u64, len: u64, hole: Option<bool
 /// (virtio-balloon free page reporting, common in clouds) has given back exactly the
 /// free 2 MiB blocks, so every such folio faults in the host as it is filled: a full
 /// copy in 2 MiB writes took 2.1–4.0 s and 2.3–4.3 CPU-s where 1 MiB writes took
-/// 0.78–0.91 s and 0.9–1.1 CPU-s (the bench's 4 GiB image, this machine).
+/// 0.77–0.83 s and 0.95–1.04 CPU-s (the bench's 4 GiB image, this machine, six rounds
+/// each).
 const WRITE_PIECE: usize = 1 << 20;
 
 /// Writes each `(offset, data)` in turn, in pieces of at most [`WRITE_PIECE`], and queues

@@ -71,6 +71,12 @@ pub fn align_to_blocks(extents: &[Extent], block: u64, size: u64) -> Vec<Extent>
     normalize(widened)
 }
 
+/// Whether any of the sorted, disjoint `extents` overlaps `range`.
+pub fn overlaps(extents: &[Extent], range: &Extent) -> bool {
+    let i = extents.partition_point(|e| e.end() <= range.offset);
+    extents.get(i).is_some_and(|e| e.offset < range.end())
+}
+
 /// Total bytes covered by `extents` (assumed not to overlap).
 pub fn total_len(extents: &[Extent]) -> u64 {
     extents.iter().map(|e| e.len).sum()
@@ -99,6 +105,18 @@ mod tests {
             pieces,
             vec![Extent::new(100, 28), Extent::new(128, 128), Extent::new(256, 128), Extent::new(384, 16)]
         );
+    }
+
+    #[test]
+    fn overlaps_sees_any_shared_byte_and_not_touching_ends() {
+        let extents = [Extent::new(10, 10), Extent::new(40, 5)];
+        assert!(overlaps(&extents, &Extent::new(0, 11)));
+        assert!(overlaps(&extents, &Extent::new(19, 30)));
+        assert!(overlaps(&extents, &Extent::new(44, 100)));
+        assert!(!overlaps(&extents, &Extent::new(20, 20)), "touches both, shares nothing");
+        assert!(!overlaps(&extents, &Extent::new(0, 10)));
+        assert!(!overlaps(&extents, &Extent::new(45, 10)));
+        assert!(!overlaps(&[], &Extent::new(0, 10)));
     }
 
     #[test]

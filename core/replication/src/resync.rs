@@ -7,7 +7,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::{
     error::{ReplicationError, TransportError},
-    extent::{Extent, align_to_blocks},
+    extent::{Extent, align_to_blocks, overlaps},
     hash::{BlockHasher, DEFAULT_BLOCK, Digest, HASH_IN_FLIGHT, HASH_READ, HashTree, block_digests, is_zero},
     progress::ProgressReporter,
     transport::{FileTransport, Transport},
@@ -183,12 +183,6 @@ struct ChunkSync {
     written: u64,
     /// The written ranges' digests, read back from the target: `(offset, digests)`.
     rehashed: Vec<(u64, Vec<Digest>)>,
-}
-
-/// Whether any of the sorted, disjoint `extents` overlaps `c`.
-fn overlaps(extents: &[Extent], c: &Extent) -> bool {
-    let i = extents.partition_point(|e| e.end() <= c.offset);
-    extents.get(i).is_some_and(|e| e.offset < c.end())
 }
 
 /// The indices of the blocks whose digests differ, the first one being block `first`.

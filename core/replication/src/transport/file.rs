@@ -204,10 +204,7 @@ impl RangeBytes {
         if len > 0 && hole.unwrap_or_else(|| is_hole(file, offset, len as usize)) {
             return Ok(Self::Hole);
         }
-        // Mapping costs a few syscalls and page-table work per call, which only pays off
-        // over large ranges; small ones (sparse disks' scattered extents) are read.
-        let mapped = (len >= MIN_MAP && offset.is_multiple_of(PAGE)).then(|| Mapping::new(file, offset, len as usize)).flatten();
-        match mapped {
+        match map_if_worth_it(file, offset, len as usize) {
             Some(m) => Ok(Self::Mapped(m)),
             None => read_exact_uninit(file, offset, len as usize).map(Self::Read),
         }
@@ -239,6 +236,14 @@ impl RangeBytes {
             None => hasher.zero_digests(len),
         }
     }
+}
+
+/// Maps `[offset, offset + len)`, which lies inside the file, when that is worth it:
+/// mapping costs a few syscalls and page-table work per call, which only pays off over
+/// large ranges, so small ones (sparse disks' scattered extents) and unaligned ones get
+/// `None` and are read, as are ranges the kernel refuses to map.
+fn map_if_worth_it(file: &File, offset: u64, len: usize) -> Option<Mapping> {
+    ((len as u64) >= MIN_MAP && offset.is_multiple_of(PAGE)).then(|| Mapping::new(file, offset, len)).flatten()
 }
 
 /// A read-only shared mapping of part of a file, populated when made and unmapped when
@@ -396,8 +401,8 @@ impl Transport for FileTransport {
     fn read_view(&self, offset: u64, len: usize) -> TransportFuture<'_, Bytes> {
         self.blocking(move |file, path| {
             let size = file.metadata().map_err(|e| io_err("stat", path, e))?.len();
-            let mappable = (len as u64) >= MIN_MAP && offset.is_multiple_of(PAGE) && offset.checked_add(len as u64).is_some_and(|end| end <= size);
-            match mappable.then(|| Mapping::new(file, offset, len)).flatten() {
+            let inside = offset.checked_add(len as u64).is_some_and(|end| end <= size);
+            match inside.then(|| map_if_worth_it(file, offset, len)).flatten() {
                 Some(mapped) => Ok(Bytes::from_owner(mapped)),
                 None => read_or_range_error(file, path, offset, len),
             }

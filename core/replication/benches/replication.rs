@@ -244,13 +244,37 @@ async fn baseline_on_scratch(path: &Path, size: u64, src: &FileTransport, change
     took
 }
 
+/// Writes `bytes` to a throwaway file beside the images and deletes it, untimed.
+///
+/// Called before every timed warm run: a run fills the page cache with about that much,
+/// and on this VM it did so up to three times faster right after the page cache had
+/// freed as much memory (the host takes back memory that stays free, and touching it
+/// again faults in the host). Whichever baseline or cycle ran first after other work
+/// was the slow one; settled alike, the order of the runs no longer decides the ratios.
+fn settle_memory(dir: &Path, bytes: u64) {
+    let path = dir.join("settle.tmp");
+    let file = std::fs::File::create(&path).unwrap();
+    let piece = vec![0x5a_u8; 1 << 20];
+    let mut at = 0;
+    while at < bytes.max(64 << 20) {
+        file.write_all_at(&piece, at).unwrap();
+        at += piece.len() as u64;
+    }
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+}
+
+fn bytes_of(changed: &[Extent]) -> u64 {
+    changed.iter().map(|e| e.len).sum()
+}
+
 /// One in-process cycle of `changed`, timed.
 async fn timed_cycle(mt: &mut MasterTarget, seq: u64, src: &Arc<FileTransport>, changed: &[Extent]) -> Duration {
     let disks = [DiskChanges { disk: 0, source: src.clone(), changed: changed.to_vec() }];
     let start = Instant::now();
     let r = send_cycle(mt, seq, &disks, seq, Consistency::Crash, Codec::None, None).await.unwrap();
     let took = start.elapsed();
-    assert_eq!(r.bytes_changed, changed.iter().map(|e| e.len).sum::<u64>());
+    assert_eq!(r.bytes_changed, bytes_of(changed));
     took
 }
 
@@ -376,15 +400,20 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
     let pct = fraction * 100.0;
     let mut seq = 0;
     let scratch_path = dir.join("scratch.img");
+    // Warm rounds first: every image is in the page cache, as after its creation (and as
+    // in the resync's warm run), the replica included. The cold rounds evict them all.
     for round in 1..=CYCLE_ROUNDS {
-        // Warm: the changed blocks were just written, so they are still in the page cache.
+        // The changed blocks were just written, so they are still in the page cache.
         let changed = change_blocks(&src_path, size, fraction, rng, material);
+        settle_memory(dir, bytes_of(&changed));
         let baseline = baseline_on_scratch(&scratch_path, size, &src, &changed, BASELINE_IN_FLIGHT).await;
         let plain_path = dir.join("scratch-plain.img");
         drop(FileTransport::create(&plain_path, size).unwrap());
+        settle_memory(dir, bytes_of(&changed));
         let plain_baseline = read_changed_and_pwrite(&src, &plain_path, &changed).await;
         std::fs::remove_file(&plain_path).unwrap();
         seq += 1;
+        settle_memory(dir, bytes_of(&changed));
         let engine = timed_cycle(&mut mt, seq, &src, &changed).await;
         println!(
             "  cycle {pct:.0}% round {round} warm: engine {:.3}s, baselines {:.3}s (FileTransport) {:.3}s (plain pwrite)",
@@ -394,7 +423,8 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
         );
         strict.push(ratio(engine, baseline));
         plain.push(ratio(engine, plain_baseline));
-
+    }
+    for round in 1..=CYCLE_ROUNDS {
         // Cold: a new change set read from the disk, as a process server reading a
         // snapshot does. Every image is evicted before each timed run; the engine's undo
         // reads of the replica come from the disk too.
@@ -460,7 +490,9 @@ async fn tcp_cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, 
         let (mut ratios, mut changed_bytes, mut sent_bytes) = (Vec::new(), 0, 0);
         for round in 1..=CYCLE_ROUNDS {
             let changed = change_blocks(&src_path, size, fraction, rng, material);
+            settle_memory(dir, bytes_of(&changed));
             let baseline = baseline_on_scratch(&scratch_path, size, &src, &changed, BASELINE_IN_FLIGHT).await;
+            settle_memory(dir, bytes_of(&changed));
             let disks = [DiskChanges { disk: 0, source: src.clone(), changed }];
             let start = Instant::now();
             let r = session.cycle(&disks, round as u64, Consistency::Crash, None).await.unwrap();

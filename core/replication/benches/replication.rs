@@ -37,7 +37,7 @@ use homeward_replication::{
     compress::{Codec, CodecChoice},
     copy::copy_allocated_unflushed,
     cycle::{DiskChanges, MasterTarget, send_cycle},
-    extent::Extent,
+    extent::{Extent, total_len},
     journal::{Consistency, Journal, JournalConfig, RecoveryPoint},
     resync::{ResyncOptions, resync},
     transport::{FileTransport, Transport},
@@ -244,14 +244,16 @@ async fn baseline_on_scratch(path: &Path, size: u64, src: &FileTransport, change
     took
 }
 
-/// Writes `bytes` to a throwaway file beside the images and deletes it, untimed.
+/// Writes as many bytes as `changed` covers to a throwaway file beside the images and
+/// deletes it, untimed.
 ///
 /// Called before every timed warm run: a run fills the page cache with about that much,
 /// and on this VM it did so up to three times faster right after the page cache had
 /// freed as much memory (the host takes back memory that stays free, and touching it
 /// again faults in the host). Whichever baseline or cycle ran first after other work
 /// was the slow one; settled alike, the order of the runs no longer decides the ratios.
-fn settle_memory(dir: &Path, bytes: u64) {
+fn settle_memory(dir: &Path, changed: &[Extent]) {
+    let bytes = total_len(changed);
     let path = dir.join("settle.tmp");
     let file = std::fs::File::create(&path).unwrap();
     let piece = vec![0x5a_u8; 1 << 20];
@@ -264,17 +266,13 @@ fn settle_memory(dir: &Path, bytes: u64) {
     std::fs::remove_file(&path).unwrap();
 }
 
-fn bytes_of(changed: &[Extent]) -> u64 {
-    changed.iter().map(|e| e.len).sum()
-}
-
 /// One in-process cycle of `changed`, timed.
 async fn timed_cycle(mt: &mut MasterTarget, seq: u64, src: &Arc<FileTransport>, changed: &[Extent]) -> Duration {
     let disks = [DiskChanges { disk: 0, source: src.clone(), changed: changed.to_vec() }];
     let start = Instant::now();
     let r = send_cycle(mt, seq, &disks, seq, Consistency::Crash, Codec::None, None).await.unwrap();
     let took = start.elapsed();
-    assert_eq!(r.bytes_changed, bytes_of(changed));
+    assert_eq!(r.bytes_changed, total_len(changed));
     took
 }
 
@@ -405,15 +403,15 @@ async fn cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mate
     for round in 1..=CYCLE_ROUNDS {
         // The changed blocks were just written, so they are still in the page cache.
         let changed = change_blocks(&src_path, size, fraction, rng, material);
-        settle_memory(dir, bytes_of(&changed));
+        settle_memory(dir, &changed);
         let baseline = baseline_on_scratch(&scratch_path, size, &src, &changed, BASELINE_IN_FLIGHT).await;
         let plain_path = dir.join("scratch-plain.img");
         drop(FileTransport::create(&plain_path, size).unwrap());
-        settle_memory(dir, bytes_of(&changed));
+        settle_memory(dir, &changed);
         let plain_baseline = read_changed_and_pwrite(&src, &plain_path, &changed).await;
         std::fs::remove_file(&plain_path).unwrap();
         seq += 1;
-        settle_memory(dir, bytes_of(&changed));
+        settle_memory(dir, &changed);
         let engine = timed_cycle(&mut mt, seq, &src, &changed).await;
         println!(
             "  cycle {pct:.0}% round {round} warm: engine {:.3}s, baselines {:.3}s (FileTransport) {:.3}s (plain pwrite)",
@@ -490,9 +488,9 @@ async fn tcp_cycle_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, 
         let (mut ratios, mut changed_bytes, mut sent_bytes) = (Vec::new(), 0, 0);
         for round in 1..=CYCLE_ROUNDS {
             let changed = change_blocks(&src_path, size, fraction, rng, material);
-            settle_memory(dir, bytes_of(&changed));
+            settle_memory(dir, &changed);
             let baseline = baseline_on_scratch(&scratch_path, size, &src, &changed, BASELINE_IN_FLIGHT).await;
-            settle_memory(dir, bytes_of(&changed));
+            settle_memory(dir, &changed);
             let disks = [DiskChanges { disk: 0, source: src.clone(), changed }];
             let start = Instant::now();
             let r = session.cycle(&disks, round as u64, Consistency::Crash, None).await.unwrap();

@@ -615,8 +615,7 @@ async fn resync_figures(dir: &Path, size: u64, fraction: f64, rng: &mut Rng, mat
             median(ratios)
         );
         if cold && fraction < 0.05 {
-            engines.sort();
-            compare_tools(dir, &src_path, &dst_path, engines[engines.len() / 2]);
+            compare_tools(dir, &src_path, &dst_path, Duration::from_secs_f64(median(engines.iter().copied().map(secs).collect())));
         }
         if !cold {
             let cpu = median(cpus);
